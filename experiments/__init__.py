@@ -1,0 +1,1 @@
+"""Runs, sweeps, figures and the command line that ties the toolkit together."""
