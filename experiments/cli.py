@@ -70,6 +70,87 @@ def diagnose(
     main(model=model, out_dir=out_dir, seed=seed, steps=steps)
 
 
+@app.command()
+def train(
+    agent: Annotated[
+        str,
+        typer.Option(
+            help="Agent variant: aif, aif-no-info-gain, aif-env-reward, aif-single-member."
+        ),
+    ] = "aif",
+    scenario: Annotated[str, typer.Option(help="Scenario preset: paper or large.")] = "paper",
+    tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
+    episodes: Annotated[int, typer.Option(min=1, help="Training episodes per seed.")] = 100,
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. '0,1,2' or '0-4'.")] = "0,1,2",
+    tasks: Annotated[
+        int | None, typer.Option(min=1, help="Tasks per episode (default: the preset's).")
+    ] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="CEM candidates J.")] = 128,
+    elites: Annotated[int, typer.Option(min=1, help="CEM elites K.")] = 16,
+    iterations: Annotated[int, typer.Option(min=1, help="CEM iterations I.")] = 3,
+    horizon: Annotated[int, typer.Option(min=1, help="Planning horizon (tasks).")] = 2,
+    ensemble: Annotated[
+        int | None, typer.Option(min=1, help="Ensemble size (default: the variant's).")
+    ] = None,
+    references: Annotated[
+        str, typer.Option(help="Reference policies evaluated on the same env seeds ('' for none).")
+    ] = "all",
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints/ and results.nc.")] = Path(
+        "runs/train"
+    ),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the active-inference agent; resumable from the run folder's checkpoints."""
+    from dataclasses import replace
+
+    from aif.cem import CEMConfig
+    from experiments.report import print_training_summary
+    from experiments.train import TrainConfig, run_training
+
+    try:
+        cfg = TrainConfig.for_agent(
+            agent,
+            scenario=scenario,
+            t_max=tmax,
+            episodes=episodes,
+            seeds=tuple(_parse_seeds(seeds)),
+            tasks_per_episode=tasks,
+            planner=CEMConfig(
+                candidates=candidates, elites=elites, iterations=iterations, horizon=horizon
+            ),
+        )
+        if ensemble is not None:
+            cfg = replace(cfg, model=replace(cfg.model, ensemble_size=ensemble))
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    if references == "all":
+        from baselines import POLICY_NAMES
+
+        refs = list(POLICY_NAMES)
+    else:
+        refs = [r for r in references.split(",") if r]
+    tree = run_training(cfg, out, references=refs, progress=progress)
+    print_training_summary(tree)
+    typer.echo(f"results: {out / 'results.nc'}")
+
+
+@app.command()
+def plot(
+    results: Annotated[list[Path], typer.Argument(help="results.nc files from `aif train`.")],
+    out: Annotated[Path, typer.Option(help="Figure file (.png, .pdf, .svg).")] = Path(
+        "runs/fig3.png"
+    ),
+    smooth: Annotated[int, typer.Option(min=1, help="Moving-average width over episodes.")] = 1,
+) -> None:
+    """Render the paper's Fig. 3 panels (training curves) from result files."""
+    from experiments.plot import plot_training
+
+    for path in results:
+        if not path.exists():
+            raise typer.BadParameter(f"result file {path} does not exist")
+    typer.echo(f"figure: {plot_training(results, out, smooth)}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
