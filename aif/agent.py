@@ -62,6 +62,8 @@ class ModelBasedAgent:
         J, K, I and horizon.
     seed : int
         Seed of the planner's sampling.
+    low, high : float
+        Bounds of every continuous action component.
     """
 
     def __init__(
@@ -71,9 +73,11 @@ class ModelBasedAgent:
         dim: int,
         planner: CEMConfig | None = None,
         seed: int = 0,
+        low: float = 0.0,
+        high: float = 1.0,
     ) -> None:
         self.model = model
-        self.cem = HybridCEM(n_choices, dim, planner)
+        self.cem = HybridCEM(n_choices, dim, planner, low=low, high=high)
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def act(self, obs: Tensor) -> Decision:

@@ -92,6 +92,9 @@ def train(
     ensemble: Annotated[
         int | None, typer.Option(min=1, help="Ensemble size (default: the variant's).")
     ] = None,
+    fit_steps: Annotated[
+        int | None, typer.Option(min=1, help="VFE gradient steps per refit (default 150).")
+    ] = None,
     references: Annotated[
         str, typer.Option(help="Reference policies evaluated on the same env seeds ('' for none).")
     ] = "all",
@@ -121,6 +124,8 @@ def train(
         )
         if ensemble is not None:
             cfg = replace(cfg, model=replace(cfg.model, ensemble_size=ensemble))
+        if fit_steps is not None:
+            cfg = replace(cfg, model=replace(cfg.model, fit_steps=fit_steps))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     if references == "all":

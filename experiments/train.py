@@ -159,7 +159,8 @@ def build_agent(config: TrainConfig, env: Any, seed: int) -> ModelBasedAgent:
     n_servers = int(env.action_space["server"].n)
     layout = ObservationLayout.from_mapping(env.obs_layout, n_servers)
     model = OffloadingWorldModel(layout, config.model, config.preferences, seed=seed)
-    return ModelBasedAgent(model, n_servers, 3, config.planner, seed=seed + 7919)
+    # A zero share never finishes a task; the planner keeps every share at least 2% of what it can grant.
+    return ModelBasedAgent(model, n_servers, 3, config.planner, seed=seed + 7919, low=0.02)
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -223,14 +224,15 @@ def run_episode(agent: ModelBasedAgent, env: Any, env_seed: int) -> dict[str, An
         t0 = time.perf_counter()
         decision = agent.act(obs_t)
         rec["decision_s"].append(time.perf_counter() - t0)
-        action = {"server": decision.choice, "shares": decision.vector.numpy().astype(np.float32)}
+        shares = model.to_shares(obs_t, decision.choice, decision.vector)
+        action = {"server": decision.choice, "shares": shares.numpy().astype(np.float32)}
         obs2, reward, terminated, truncated, info = env.step(action)
         done = bool(terminated or truncated)
         obs2_t = torch.as_tensor(obs2, dtype=torch.float32)
         model.add(
             obs_t,
             decision.choice,
-            decision.vector,
+            shares,
             bool(info["completed"]),
             float(info["latency"]),
             float(info["pass_at_100"]),
@@ -245,7 +247,7 @@ def run_episode(agent: ModelBasedAgent, env: Any, env_seed: int) -> dict[str, An
         rec["pass_at_100"].append(float(info["pass_at_100"]) if info["completed"] else np.nan)
         rec["reward"].append(float(reward))
         rec["efe_parts"].append([decision.parts[k] for k in EFE_TERMS])
-        rec["shares"].append(decision.vector.tolist())
+        rec["shares"].append(shares.tolist())
         obs_t = obs2_t
     from environments import episode_metrics
 

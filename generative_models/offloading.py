@@ -31,6 +31,13 @@ N_RESOURCES = 3
 # Upper bound on predicted log standard deviations (the lower bound is ModelConfig.min_sd); Tschantz
 # et al. 2020 bound the log-variance in the same spirit, so the likelihood neither collapses nor flattens.
 _LOG_SD_MAX = 1.0
+# Predicted means stay within this many data standard deviations of the data mean (see _soft_bound).
+_MEAN_BOUND = 4.0
+# Predicted log latencies stay within the observed range widened by this much (a factor e^0.5).
+_LATENCY_MARGIN = 0.5
+# Spread of log latency counted in the expected guidance E[1/L] = exp(-mu + sd^2 / 2); beyond a factor
+# e the log-normal moment is dominated by its lower tail, which no data support.
+_GUIDANCE_MAX_SD = 1.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,11 @@ class ModelConfig:
     guidance : str
         ``"rg"``: outcome heads, the agent never sees the env reward; ``"reward"``: an extra head learns
         the env reward (ablation).
+    relative_shares : bool
+        Read the planner's continuous action u in [0, 1]^3 as a fraction of what remains on the chosen
+        server (shares = u * remaining). Plans then satisfy the problem's constraint that grants never
+        exceed the remaining compute, bandwidth and memory (He et al. 2025, problem formulation) on the
+        readings the agent has; with ``False`` the agent must learn the constraint from failures.
     min_sd : float
         Floor on every predicted standard deviation (log latency, pass@100, reading changes). It is the
         resolution below which two members' predictions count as agreeing, so it keeps the information
@@ -167,6 +179,7 @@ class ModelConfig:
     lr: float = 5e-3
     batch_size: int = 1024
     guidance: str = "rg"
+    relative_shares: bool = True
     min_sd: float = 0.05
 
     def __post_init__(self) -> None:
@@ -220,6 +233,16 @@ def _mlp_shapes(e: int, n_in: int, hidden: int, n_out: int) -> dict[str, tuple[i
     }
 
 
+def _soft_bound(y: Tensor, bound: float = _MEAN_BOUND) -> Tensor:
+    """Smoothly bound standardised means to ``(-bound, bound)``.
+
+    The planner searches actions where a member's prediction is best; an unbounded linear output lets
+    it exploit extrapolation far outside the data (a latency of 1e-9 s, say). Bounding predictions to a
+    few data standard deviations keeps the search honest without changing fits inside the data.
+    """
+    return bound * torch.tanh(y / bound)
+
+
 def _mlp(p: Mapping[str, Tensor], prefix: str, x: Tensor) -> Tensor:
     """Batched member MLP: ``x`` of shape ``(E, N, n_in)`` to ``(E, N, n_out)``, SiLU activations."""
     h = torch.nn.functional.silu(torch.baddbmm(p[f"{prefix}.b1"], x, p[f"{prefix}.w1"]))
@@ -236,6 +259,7 @@ class _Data:
     shares: list[Tensor] = field(default_factory=list)
     completed: list[float] = field(default_factory=list)
     log_latency: list[float] = field(default_factory=list)
+    has_latency: list[bool] = field(default_factory=list)
     pass_at_100: list[float] = field(default_factory=list)
     reward: list[float] = field(default_factory=list)
     next_obs: list[Tensor] = field(default_factory=list)
@@ -303,13 +327,16 @@ class OffloadingWorldModel(nn.Module):
         self.register_buffer("out_sd", torch.ones(self.n_out_in))
         self.register_buffer("tr_mu", torch.zeros(self.n_tr_in))
         self.register_buffer("tr_sd", torch.ones(self.n_tr_in))
+        # output standardisation (log latency, reward, reading changes), refreshed at every fit
+        self.register_buffer("lat_lo", torch.tensor(-1.0))
+        self.register_buffer("lat_hi", torch.tensor(4.0))
+        self.register_buffer("lat_scale", torch.tensor(1.0))
+        self.register_buffer("reward_loc", torch.tensor(0.0))
+        self.register_buffer("reward_scale", torch.tensor(1.0))
+        self.register_buffer("delta_scale", torch.ones(layout.dynamic_width))
         self.data = _Data()
         self.vfe_trace: list[float] = []
         self.n_fits = 0
-
-    @property
-    def _log_min_sd(self) -> float:
-        return math.log(self.config.min_sd)
 
     # ------------------------------------------------------------------ priors and parameters
     def _prior_sd(self, name: str) -> float:
@@ -407,13 +434,35 @@ class OffloadingWorldModel(nn.Module):
         e = self.config.ensemble_size
         batch = x.shape[1:-1] if per_member else x.shape[:-1]
         z = (self._members(x, per_member) - self.out_mu) / self.out_sd
-        y = _mlp(p, "out", z).reshape(e, *batch, 6)
+        return self._outcome_heads(_mlp(p, "out", z).reshape(e, *batch, 6))
+
+    def _sd(self, log_sd: Tensor, scale: Tensor | float) -> Tensor:
+        """Standard deviation in natural units from a standardised log-sd output, floored at min_sd."""
+        return (scale * log_sd.clamp(max=_LOG_SD_MAX).exp()).clamp_min(self.config.min_sd)
+
+    def _outcome_heads(self, y: Tensor) -> OutcomePrediction:
+        """Natural-unit outcome predictions from the raw net output ``(E, ..., 6)``.
+
+        The log latency is predicted inside the range of stored log latencies widened by
+        ``_LATENCY_MARGIN`` on each side, and the reward in standardised units: an untrained member already
+        predicts plausible magnitudes, and the planner cannot exploit a member that extrapolates to
+        latencies far below anything ever observed.
+        """
         return OutcomePrediction(
             p_complete=torch.sigmoid(y[..., _OUT["logit"]]),
-            log_latency_mean=y[..., _OUT["lat_mu"]],
-            log_latency_sd=y[..., _OUT["lat_logsd"]].clamp(self._log_min_sd, _LOG_SD_MAX).exp(),
-            pass_mean=y[..., _OUT["pass_mu"]],
-            reward_mean=y[..., _OUT["reward_mu"]],
+            log_latency_mean=self.lat_lo
+            + (self.lat_hi - self.lat_lo) * torch.sigmoid(y[..., _OUT["lat_mu"]]),
+            log_latency_sd=self._sd(y[..., _OUT["lat_logsd"]], self.lat_scale),
+            pass_mean=torch.sigmoid(y[..., _OUT["pass_mu"]]),
+            reward_mean=self.reward_loc
+            + self.reward_scale * _soft_bound(y[..., _OUT["reward_mu"]]),
+        )
+
+    def _transition_heads(self, y: Tensor) -> Transitions:
+        """Natural-unit reading changes from the raw net output ``(E, ..., S, 2 (3 + q))``."""
+        d = self.layout.dynamic_width
+        return Transitions(
+            self.delta_scale * _soft_bound(y[..., :d]), self._sd(y[..., d:], self.delta_scale)
         )
 
     def predict_transition(
@@ -444,8 +493,20 @@ class OffloadingWorldModel(nn.Module):
         d = self.layout.dynamic_width
         batch = x.shape[1:-1] if per_member else x.shape[:-1]
         z = (self._members(x, per_member) - self.tr_mu) / self.tr_sd
-        y = _mlp(p, "tr", z).reshape(e, *batch, 2 * d)
-        return Transitions(y[..., :d], y[..., d:].clamp(self._log_min_sd, _LOG_SD_MAX).exp())
+        return self._transition_heads(_mlp(p, "tr", z).reshape(e, *batch, 2 * d))
+
+    @staticmethod
+    def remaining_of(dynamic: Tensor, server: Tensor) -> Tensor:
+        """Remaining fractions of the chosen server: ``(..., S, 3 + q)`` and ``(...)`` to ``(..., 3)``."""
+        idx = server[..., None, None].expand(*server.shape, 1, dynamic.shape[-1])
+        return torch.gather(dynamic, -2, idx).squeeze(-2)[..., :N_RESOURCES].clamp(0.0, 1.0)
+
+    def to_shares(self, obs: Tensor, server: int, vector: Tensor) -> Tensor:
+        """The shares to grant for the planner's continuous action ``vector`` (shape ``(3,)``)."""
+        if not self.config.relative_shares:
+            return vector.clone()
+        dyn, _, _ = self.layout.split(obs.to(torch.float32))
+        return vector * self.remaining_of(dyn, torch.tensor(server))
 
     def efe(self, obs: Tensor, choices: Tensor, vectors: Tensor) -> PolicyEFE:
         """Expected free energy of candidate policies (see :func:`policy_efe`)."""
@@ -476,7 +537,7 @@ class OffloadingWorldModel(nn.Module):
         completed : bool
             Whether the task completed.
         latency : float
-            Latency in seconds (used only when completed).
+            Latency in seconds, also when it exceeded t_max (``inf`` when the task never ran).
         pass_at_100 : float
             Accuracy of the completed task.
         reward : float
@@ -489,9 +550,10 @@ class OffloadingWorldModel(nn.Module):
         d.server.append(int(server))
         d.shares.append(shares.detach().to(torch.float32).clone())
         d.completed.append(float(bool(completed)))
-        ok = bool(completed) and math.isfinite(latency) and latency > 0
-        d.log_latency.append(math.log(latency) if ok else 0.0)
-        d.pass_at_100.append(float(pass_at_100) if ok else 0.0)
+        ran = math.isfinite(latency) and latency > 0
+        d.log_latency.append(math.log(latency) if ran else 0.0)
+        d.has_latency.append(ran)
+        d.pass_at_100.append(float(pass_at_100) if completed else 0.0)
         d.reward.append(float(reward) if self.config.guidance == "reward" else 0.0)
         d.has_next.append(next_obs is not None)
         d.next_obs.append(obs.detach().clone() if next_obs is None else next_obs.detach().clone())
@@ -520,6 +582,7 @@ class OffloadingWorldModel(nn.Module):
             "has_next": torch.tensor(d.has_next),
             "completed": torch.tensor(d.completed),
             "log_latency": torch.tensor(d.log_latency),
+            "has_latency": torch.tensor(d.has_latency),
             "pass": torch.tensor(d.pass_at_100),
             "reward": torch.tensor(d.reward),
             "boot": torch.stack(d.boot).T,  # (E, N)
@@ -530,8 +593,8 @@ class OffloadingWorldModel(nn.Module):
         """Generative model p(theta) prod_rows p(outcome, delta | row, theta), as a Pyro program.
 
         Sites: one weight site per tensor (``"out.w1"`` ...), then under plates ``member`` (E) and ``row``
-        (subsampled from ``n_total``): ``completed`` (Bernoulli), ``log_latency`` and ``pass_at_100``
-        (Normal, masked to completed tasks), ``reward`` (Normal, only under reward guidance), ``delta``
+        (subsampled from ``n_total``): ``completed`` (Bernoulli), ``log_latency`` (Normal, masked to
+        tasks that ran), ``pass_at_100`` (Normal, masked to completed tasks), ``reward`` (Normal, only under reward guidance), ``delta``
         (Normal over the S x (3 + q) reading changes, masked to rows with a next observation).
         """
         e = self.config.ensemble_size
@@ -547,11 +610,11 @@ class OffloadingWorldModel(nn.Module):
         tr = _mlp(p, "tr", (self._members(batch["x_tr"]) - self.tr_mu) / self.tr_sd)
         d = self.layout.dynamic_width
         s = self.layout.n_servers
-        tr = tr.reshape(e, n, s, 2 * d)
+        trans = self._transition_heads(tr.reshape(e, n, s, 2 * d))
+        out = self._outcome_heads(y)
         completed = batch["completed"].expand(e, n)
         done = completed > 0.5
-        lat_sd = y[..., _OUT["lat_logsd"]].clamp(self._log_min_sd, _LOG_SD_MAX).exp()
-        pass_sd = y[..., _OUT["pass_logsd"]].clamp(self._log_min_sd, _LOG_SD_MAX).exp()
+        pass_sd = self._sd(y[..., _OUT["pass_logsd"]], 1.0)
         with (
             pyro.plate("member", e, dim=-2),
             pyro.plate("row", n_total, subsample=torch.arange(n), dim=-1),
@@ -561,12 +624,14 @@ class OffloadingWorldModel(nn.Module):
             poutine.scale(scale=batch["boot"].clamp_min(1.0)),
         ):
             pyro.sample("completed", dist.Bernoulli(logits=y[..., _OUT["logit"]]), obs=completed)
-            with poutine.mask(mask=done):
+            # latency is observed whenever the task ran (also past t_max); accuracy when it completed
+            with poutine.mask(mask=batch["has_latency"].expand(e, n)):
                 pyro.sample(
                     "log_latency",
-                    dist.Normal(y[..., _OUT["lat_mu"]], lat_sd),
+                    dist.Normal(out.log_latency_mean, out.log_latency_sd),
                     obs=batch["log_latency"].expand(e, n),
                 )
+            with poutine.mask(mask=done):
                 pyro.sample(
                     "pass_at_100",
                     dist.Normal(y[..., _OUT["pass_mu"]], pass_sd),
@@ -575,15 +640,13 @@ class OffloadingWorldModel(nn.Module):
             if self.config.guidance == "reward":
                 pyro.sample(
                     "reward",
-                    dist.Normal(y[..., _OUT["reward_mu"]], 1.0),
+                    dist.Normal(out.reward_mean, self.reward_scale),
                     obs=batch["reward"].expand(e, n),
                 )
             with poutine.mask(mask=batch["has_next"].expand(e, n)):
                 pyro.sample(
                     "delta",
-                    dist.Normal(
-                        tr[..., :d], tr[..., d:].clamp(self._log_min_sd, _LOG_SD_MAX).exp()
-                    ).to_event(2),
+                    dist.Normal(trans.delta_mean, trans.delta_sd).to_event(2),
                     obs=batch["delta"].expand(e, n, s, d),
                 )
 
@@ -604,6 +667,18 @@ class OffloadingWorldModel(nn.Module):
         self.out_sd.copy_(x_out.std(0, unbiased=False).clamp_min(1e-3))
         self.tr_mu.copy_(x_tr.mean(0))
         self.tr_sd.copy_(x_tr.std(0, unbiased=False).clamp_min(1e-3))
+        has = t["has_latency"]
+        if has.any():
+            lat = t["log_latency"][has]
+            self.lat_lo.copy_(lat.min() - _LATENCY_MARGIN)
+            self.lat_hi.copy_(lat.max() + _LATENCY_MARGIN)
+            self.lat_scale.copy_(lat.std(unbiased=False).clamp_min(self.config.min_sd))
+        self.reward_loc.copy_(t["reward"].mean())
+        self.reward_scale.copy_(t["reward"].std(unbiased=False).clamp_min(self.config.min_sd))
+        nxt = t["has_next"]
+        if nxt.any():
+            delta = t["delta"][nxt].reshape(-1, self.layout.dynamic_width)
+            self.delta_scale.copy_(delta.std(0, unbiased=False).clamp_min(self.config.min_sd))
 
     def fit(self, steps: int | None = None) -> list[float]:
         """Refit every member on all stored data by gradient steps on the VFE (warm start).
@@ -660,12 +735,14 @@ class PreferenceConfig:
     info_gain_weight : float
         Weight of parameter information gain (0 disables it: the "no information gain" ablation).
     transition_info_gain : bool
-        Also count information gain about the server-state transitions (horizon > 1 only).
+        Also count information gain about the server-state transitions (horizon > 1 only). Off by
+        default: summed over every server reading it outweighs the outcome terms and keeps the agent
+        exploring how queues drain instead of completing tasks.
     """
 
     guidance_weight: float = 1.0
     info_gain_weight: float = 1.0
-    transition_info_gain: bool = True
+    transition_info_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.guidance_weight < 0 or self.info_gain_weight < 0:
@@ -692,12 +769,14 @@ class PolicyEFE(NamedTuple):
 def expected_guidance(pred: OutcomePrediction, guidance: str = "rg") -> Tensor:
     """Each member's expected rewardless guidance E[tc (1/L + P)], shape ``(E, ...)``.
 
-    With log L ~ Normal(mu, sd), E[1/L] = exp(-mu + sd^2 / 2) (log-normal moment); P is clipped to [0, 1].
+    With log L ~ Normal(mu, sd), E[1/L] = exp(-mu + sd^2 / 2) (log-normal moment, sd capped at
+    ``_GUIDANCE_MAX_SD``); P is predicted in [0, 1].
     Under ``guidance="reward"`` the learned reward head is returned instead (ablation).
     """
     if guidance == "reward":
         return pred.reward_mean
-    inv_latency = torch.exp(-pred.log_latency_mean + 0.5 * pred.log_latency_sd**2)
+    sd = pred.log_latency_sd.clamp(max=_GUIDANCE_MAX_SD)
+    inv_latency = torch.exp(-pred.log_latency_mean + 0.5 * sd**2)
     return pred.p_complete * (inv_latency + pred.pass_mean.clamp(0.0, 1.0))
 
 
@@ -724,7 +803,8 @@ def policy_efe(
     servers : Tensor
         Shape ``(J, H)``, long: server of each step of each policy.
     shares : Tensor
-        Shape ``(J, H, 3)``: shares granted at each step.
+        Shape ``(J, H, 3)``: the continuous action at each step: the shares granted, or with
+        ``relative_shares`` the fractions of the chosen server's (predicted) remaining resources.
     preferences : PreferenceConfig, optional
         Weights of the parts.
 
@@ -756,6 +836,8 @@ def policy_efe(
         for step in range(h):
             srv = servers[:, step].expand(e, j)
             sh = shares[:, step].expand(e, j, N_RESOURCES)
+            if model.config.relative_shares:
+                sh = sh * model.remaining_of(dyn, srv)
             pred = model.predict_outcome(
                 model.outcome_features(dyn, dist_, task, srv, sh), params, per_member=True
             )
