@@ -1,0 +1,489 @@
+"""Planning for categorical models: policies, expected free energy with its parts, action selection.
+
+Everything is computed for all policies at once (policies are a batch axis), so a call costs a
+few tensor contractions per time step rather than a Python loop over policies.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from aif.maths import (
+    EPS,
+    contract_factors_batched,
+    entropy,
+    log_softmax,
+    softmax,
+    stable_log,
+    xlogx,
+)
+
+__all__ = [
+    "EFEResult",
+    "construct_policies",
+    "efe_categorical",
+    "action_marginals",
+    "novelty_weights",
+    "policy_posterior",
+    "preference_offset",
+    "select_action",
+]
+
+#: Largest joint outcome-by-state table (entries) the joint information gain builds.
+_MAX_JOINT_ENTRIES = 20_000_000
+
+
+class EFEResult(NamedTuple):
+    """Expected free energy of each policy, with both standard decompositions.
+
+    With every term switched on (Da Costa et al., "Active inference on discrete state-spaces:
+    a synthesis", J. Math. Psychol. 99, 2020, eq. 8 and Appendix D; Parr, Pezzulo & Friston,
+    *Active Inference*, MIT Press 2022, eq. 2.6)::
+
+        efe = risk + ambiguity - novelty
+            = -pragmatic_value - state_info_gain - novelty
+
+    summed over the policy's future steps, where ``risk = KL[q(o | pi) || p(o)]`` with
+    ``log p(o) = log_softmax(C)``, ``ambiguity = E_q(s | pi)[H[p(o | s)]]``,
+    ``pragmatic_value = E_q(o | pi)[log p(o)]`` and ``state_info_gain`` is the mutual information
+    between predicted states and outcomes. Switched-off terms are excluded from ``efe`` but still
+    reported. Lower ``efe`` is better; ``neg_efe`` is pymdp's score.
+
+    Attributes
+    ----------
+    efe, risk, ambiguity, pragmatic_value, state_info_gain, novelty : Tensor, shape (n_policies,)
+    """
+
+    efe: Tensor
+    risk: Tensor
+    ambiguity: Tensor
+    pragmatic_value: Tensor
+    state_info_gain: Tensor
+    novelty: Tensor
+
+    @property
+    def neg_efe(self) -> Tensor:
+        """``-efe`` (higher is better), the quantity pymdp returns; shape (n_policies,)."""
+        return -self.efe
+
+
+def construct_policies(
+    num_controls: Sequence[int],
+    policy_len: int = 1,
+    control_factors: Sequence[int] | None = None,
+) -> Tensor:
+    """Enumerate every sequence of controls over ``policy_len`` steps.
+
+    The order is that of pymdp (``pymdp.control.construct_policies``): the Cartesian product of
+    the controls of each factor at each step, with the last factor of the last step varying
+    fastest, so policy indices agree between the two codes.
+
+    Parameters
+    ----------
+    num_controls : sequence of int, length F
+        Number of controls of each hidden-state factor (1 for an uncontrolled factor).
+    policy_len : int, default 1
+        Number of future steps a policy fixes.
+    control_factors : sequence of int, optional
+        Factors that may be controlled; the others are held at control 0. Default: the factors
+        with more than one control.
+
+    Returns
+    -------
+    Tensor of int64, shape (n_policies, policy_len, F)
+    """
+    if policy_len < 1:
+        raise ValueError(f"construct_policies: policy_len={policy_len}; expected >= 1")
+    if any(int(n) < 1 for n in num_controls):
+        raise ValueError(
+            f"construct_policies: num_controls={list(num_controls)}; expected every entry >= 1"
+        )
+    F = len(num_controls)
+    if control_factors is None:
+        control_factors = [f for f, n in enumerate(num_controls) if n > 1]
+    sizes = [int(num_controls[f]) if f in control_factors else 1 for f in range(F)]
+    rows = list(itertools.product(*[range(n) for n in sizes * policy_len]))
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), policy_len, F)
+
+
+def preference_offset(C: Sequence[Tensor], policy_len: int) -> Tensor:
+    """Constant that separates this engine's EFE from pymdp 1.x's ``neg_efe``.
+
+    This engine scores outcomes with ``log p(o) = log_softmax(C)`` (SPM and pymdp.legacy);
+    pymdp 1.x uses the raw ``C``. The two differ by ``logsumexp(C[m])`` per modality and step,
+    the same for every policy of a given length, so::
+
+        efe = preference_offset(C, policy_len) - neg_efe_pymdp_1x
+
+    and policy posteriors agree.
+
+    Parameters
+    ----------
+    C : sequence of Tensor, ``C[m]`` shape (n_o[m],) or (n_o[m], T)
+    policy_len : int
+
+    Returns
+    -------
+    Tensor, shape ()
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    for m, C_m in enumerate(C):
+        for t in range(policy_len):
+            total = total + torch.logsumexp(_preference_column(C_m, t, m).double(), 0)
+    return total
+
+
+def _preference_column(C_m: Tensor, t: int, m: int) -> Tensor:
+    if C_m.dim() == 1:
+        return C_m
+    if C_m.dim() == 2:
+        return C_m[:, min(t, C_m.shape[1] - 1)]
+    raise ValueError(f"C[{m}] has shape {tuple(C_m.shape)}; expected (n_o,) or (n_o, T)")
+
+
+def novelty_weights(pX: Tensor, form: Literal["exact", "spm"] = "exact") -> Tensor:
+    """Per-count information gain of a Dirichlet table, the weights of the novelty term.
+
+    ``"exact"``: ``W[i, ...] = log a_0 - log a_i + psi(a_i + 1) - psi(a_0 + 1)``, the KL divergence
+    from ``Dir(a)`` to ``Dir(a + e_i)`` (the update after one count of outcome ``i``; Da Costa et
+    al. 2020, eq. D.15; pymdp 1.x ``spm_wnorm``). ``"spm"``: the large-count approximation
+    ``W = 1 / a_i - 1 / a_0`` (SPM ``spm_wnorm``, pymdp.legacy). Entries with ``a_i = 0`` get
+    weight 0 (structural zeros carry no information).
+
+    Parameters
+    ----------
+    pX : Tensor, shape (n_out, ...)
+        Dirichlet concentrations; axis 0 is the outcome (``pA[m]`` or one control slice of
+        ``pB[f]``).
+    form : {"exact", "spm"}, default "exact"
+
+    Returns
+    -------
+    Tensor, shape of ``pX``
+    """
+    a = torch.clamp(pX, min=EPS)
+    a0 = torch.clamp(a.sum(dim=0, keepdim=True), min=EPS)
+    if form == "exact":
+        w = torch.log(a0) - torch.log(a) + torch.digamma(a + 1.0) - torch.digamma(a0 + 1.0)
+    elif form == "spm":
+        w = 1.0 / a - 1.0 / a0
+    else:
+        raise ValueError(f"novelty_weights: form={form!r}; expected 'exact' or 'spm'")
+    return w * (pX > 0).to(w.dtype)
+
+
+def _check_inputs(
+    qs: Sequence[Tensor],
+    A: Sequence[Tensor],
+    B: Sequence[Tensor],
+    C: Sequence[Tensor],
+    policies: Tensor,
+) -> tuple[int, ...]:
+    ns = tuple(int(b.shape[0]) for b in B)
+    if len(qs) != len(B):
+        raise ValueError(f"qs has {len(qs)} factors; expected {len(B)} (one per B[f])")
+    for f, (q, n) in enumerate(zip(qs, ns, strict=True)):
+        if tuple(q.shape) != (n,):
+            raise ValueError(f"qs[{f}] has shape {tuple(q.shape)}; expected ({n},)")
+    for f, B_f in enumerate(B):
+        if B_f.dim() != 3 or B_f.shape[1] != B_f.shape[0]:
+            raise ValueError(
+                f"B[{f}] has shape {tuple(B_f.shape)}; expected (n_s, n_s, n_u) = ({ns[f]}, {ns[f]}, n_u)"
+            )
+    for m, A_m in enumerate(A):
+        if tuple(A_m.shape[1:]) != ns:
+            raise ValueError(
+                f"A[{m}] has shape {tuple(A_m.shape)}; expected (n_o, {', '.join(map(str, ns))})"
+            )
+    if len(C) != len(A):
+        raise ValueError(f"C has {len(C)} modalities; expected {len(A)} (one per A[m])")
+    for m, (C_m, A_m) in enumerate(zip(C, A, strict=True)):
+        if C_m.shape[0] != A_m.shape[0] or C_m.dim() > 2:
+            raise ValueError(
+                f"C[{m}] has shape {tuple(C_m.shape)}; expected ({A_m.shape[0]},) or ({A_m.shape[0]}, T)"
+            )
+    if policies.dim() != 3 or policies.shape[2] != len(B):
+        raise ValueError(
+            f"policies have shape {tuple(policies.shape)}; expected (n_policies, policy_len, {len(B)})"
+        )
+    for f, B_f in enumerate(B):
+        if policies.numel() and (
+            int(policies[..., f].max()) >= B_f.shape[2] or int(policies[..., f].min()) < 0
+        ):
+            raise ValueError(
+                f"policies use control {int(policies[..., f].max())} of factor {f}, but B[{f}] has "
+                f"shape {tuple(B_f.shape)}; expected controls 0..{B_f.shape[2] - 1}"
+            )
+    return ns
+
+
+def efe_categorical(
+    qs: Sequence[Tensor],
+    A: Sequence[Tensor],
+    B: Sequence[Tensor],
+    C: Sequence[Tensor],
+    policies: Tensor,
+    pA: Sequence[Tensor] | None = None,
+    pB: Sequence[Tensor] | None = None,
+    *,
+    use_utility: bool = True,
+    use_states_info_gain: bool = True,
+    use_param_info_gain: bool = False,
+    info_gain: Literal["joint", "per_modality"] = "joint",
+    novelty_form: Literal["exact", "spm"] = "exact",
+) -> EFEResult:
+    """Expected free energy of every policy of a categorical POMDP, with its parts.
+
+    From the current beliefs ``qs`` each policy's predicted states are
+    ``q(s_{t+1} | pi) = B[f][:, :, pi[t, f]] q(s_t | pi)`` per factor and its predicted outcomes
+    ``q(o_m | pi) = E_q(s | pi)[A[m]]`` (pymdp ``compute_expected_state`` / ``compute_expected_obs``).
+    The parts are summed over the ``policy_len`` future steps.
+
+    State information gain is the mutual information between the predicted (factorised) states
+    and the outcomes. ``info_gain="joint"`` uses the joint outcome of all modalities, which is
+    the exact value and the one a sampling estimator converges to (SPM ``spm_MDP_G``,
+    pymdp.legacy ``update_posterior_policies``). ``"per_modality"`` sums one mutual
+    information per modality, an upper bound used by pymdp 1.x and by pymdp.legacy's agent;
+    the two agree with a single modality. Risk is computed over the same outcome space, so
+    ``risk + ambiguity = -pragmatic_value - state_info_gain`` holds in both forms.
+
+    Novelty (parameter information gain) follows pymdp: for ``pA``,
+    ``sum_{o,s} q(o_m | pi) q(s | pi) W_A[o, s]``; for ``pB``,
+    ``sum q(s'_f | pi) W_B[s', s, u] q(s_f)``, with ``W`` from :func:`novelty_weights`.
+
+    Parameters
+    ----------
+    qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],)
+        Current beliefs (the start of every policy).
+    A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
+    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f])
+    C : sequence of Tensor, ``C[m]`` shape (n_o[m],) or (n_o[m], T)
+        Log-preferences (relative: normalised here by ``log_softmax``); a 2-D ``C[m]`` gives one
+        column per future step, the last column repeating.
+    policies : Tensor of int, shape (n_policies, policy_len, F)
+    pA : sequence of Tensor, optional
+        Dirichlet concentrations shaped like ``A``.
+    pB : sequence of Tensor, optional
+        Dirichlet concentrations shaped like ``B``.
+    use_utility, use_states_info_gain, use_param_info_gain : bool
+        Which terms enter ``efe`` (the flags of pymdp ``compute_neg_efe_policy``).
+    info_gain : {"joint", "per_modality"}, default "joint"
+    novelty_form : {"exact", "spm"}, default "exact"
+
+    Returns
+    -------
+    EFEResult
+        Each field has shape (n_policies,).
+    """
+    if use_param_info_gain and pA is None and pB is None:
+        raise ValueError(
+            "efe_categorical: use_param_info_gain=True needs pA, pB or both; got neither"
+        )
+    if info_gain not in ("joint", "per_modality"):
+        raise ValueError(
+            f"efe_categorical: info_gain={info_gain!r}; expected 'joint' or 'per_modality'"
+        )
+    policies = torch.as_tensor(policies, dtype=torch.long)
+    ns = _check_inputs(qs, A, B, C, policies)
+    dtype = A[0].dtype
+    n_pol, policy_len, F = policies.shape
+    M = len(A)
+
+    # Quantities that do not depend on the policy, computed once per call.
+    H_A = [entropy(A_m, dim=0) for A_m in A]
+    log_C = [
+        [log_softmax(_preference_column(C_m, t, m).to(dtype), dim=0) for t in range(policy_len)]
+        for m, C_m in enumerate(C)
+    ]
+    A_joint: Tensor | None = None
+    if info_gain == "joint" and M > 1:
+        n_joint = 1
+        for A_m in A:
+            n_joint *= A_m.shape[0]
+        for n in ns:
+            n_joint *= n
+        if n_joint > _MAX_JOINT_ENTRIES:
+            raise ValueError(
+                f"efe_categorical: the joint outcome-by-state table has {n_joint} entries "
+                f"(outcomes {[a.shape[0] for a in A]}, states {list(ns)}); expected at most "
+                f"{_MAX_JOINT_ENTRIES}. Use info_gain='per_modality'."
+            )
+        A_joint = _joint_likelihood(A)
+    W_A = [novelty_weights(p.to(dtype), novelty_form) for p in pA] if pA is not None else None
+    W_B = [novelty_weights(p.to(dtype), novelty_form) for p in pB] if pB is not None else None
+
+    zeros = torch.zeros(n_pol, dtype=dtype)
+    risk, ambiguity, pragmatic, info, novelty = (zeros.clone() for _ in range(5))
+    q_prev = [q.to(dtype).expand(n_pol, -1) for q in qs]
+    for t in range(policy_len):
+        q_next = [
+            torch.einsum("ijp,pj->pi", B[f].to(dtype)[:, :, policies[:, t, f]], q_prev[f])
+            for f in range(F)
+        ]
+        qo = [contract_factors_batched(A_m, q_next) for A_m in A]  # (P, n_o[m]) each
+        amb_t = torch.stack([contract_factors_batched(h, q_next) for h in H_A]).sum(0)
+        prag_t = torch.stack([(qo[m] * log_C[m][t]).sum(-1) for m in range(M)]).sum(0)
+        if A_joint is not None:
+            qo_joint = contract_factors_batched(A_joint, q_next).reshape(n_pol, -1)
+            neg_h_qo = xlogx(qo_joint).sum(-1)
+        else:
+            neg_h_qo = torch.stack([xlogx(qo[m]).sum(-1) for m in range(M)]).sum(0)
+        info_t = -neg_h_qo - amb_t
+        risk = risk + neg_h_qo - prag_t
+        ambiguity = ambiguity + amb_t
+        pragmatic = pragmatic + prag_t
+        info = info + info_t
+        if W_A is not None:
+            for m in range(M):
+                novelty = novelty + (qo[m] * contract_factors_batched(W_A[m], q_next)).sum(-1)
+        if W_B is not None:
+            for f in range(F):
+                w = W_B[f][:, :, policies[:, t, f]]  # (n', n, P)
+                novelty = novelty + torch.einsum("pi,ijp,pj->p", q_next[f], w, q_prev[f])
+        q_prev = q_next
+
+    efe = zeros.clone()
+    if use_utility:
+        efe = efe - pragmatic
+    if use_states_info_gain:
+        efe = efe - info
+    if use_param_info_gain:
+        efe = efe - novelty
+    return EFEResult(efe, risk, ambiguity, pragmatic, info, novelty)
+
+
+def _joint_likelihood(A: Sequence[Tensor]) -> Tensor:
+    """``p(o_1, ..., o_M | s) = prod_m A[m][o_m, s]``, shape (n_o[0], ..., n_o[M-1], *n_s)."""
+    M = len(A)
+    n_f = A[0].dim() - 1
+    out = A[0].reshape(A[0].shape[0], *([1] * (M - 1)), *A[0].shape[1:])
+    for m in range(1, M):
+        shape = [1] * M + [1] * n_f
+        shape[m] = A[m].shape[0]
+        shape[M:] = list(A[m].shape[1:])
+        out = out * A[m].reshape(shape)
+    return out
+
+
+def policy_posterior(efe: Tensor, gamma: float = 16.0, log_E: Tensor | None = None) -> Tensor:
+    """Posterior over policies ``q(pi) = softmax(-gamma * efe + log E)``.
+
+    (Da Costa et al. 2020, eq. 9; pymdp ``update_posterior_policies`` with ``neg_efe = -efe``.)
+
+    Parameters
+    ----------
+    efe : Tensor, shape (n_policies,)
+        Expected free energy (lower is better).
+    gamma : float, default 16.0
+        Policy precision (SPM and pymdp.legacy default 16; pymdp 1.x agents default to 1).
+    log_E : Tensor, shape (n_policies,), optional
+        Log prior over policies (habits); uniform when omitted.
+
+    Returns
+    -------
+    Tensor, shape (n_policies,)
+    """
+    if efe.dim() != 1:
+        raise ValueError(
+            f"policy_posterior: efe has shape {tuple(efe.shape)}; expected (n_policies,)"
+        )
+    logits = -gamma * efe
+    if log_E is not None:
+        if tuple(log_E.shape) != tuple(efe.shape):
+            raise ValueError(
+                f"policy_posterior: log_E has shape {tuple(log_E.shape)}; expected {tuple(efe.shape)} like efe"
+            )
+        logits = logits + log_E.to(efe.dtype)
+    return softmax(logits, dim=0)
+
+
+def action_marginals(q_pi: Tensor, policies: Tensor, num_controls: Sequence[int]) -> list[Tensor]:
+    """Posterior probability of each first-step control, per factor.
+
+    Parameters
+    ----------
+    q_pi : Tensor, shape (n_policies,)
+    policies : Tensor of int, shape (n_policies, policy_len, F)
+    num_controls : sequence of int, length F
+
+    Returns
+    -------
+    list of Tensor, ``out[f]`` shape (num_controls[f],)
+    """
+    if q_pi.shape[0] != policies.shape[0]:
+        raise ValueError(
+            f"q_pi has shape {tuple(q_pi.shape)} but policies have shape {tuple(policies.shape)}; "
+            "expected one probability per policy"
+        )
+    first = torch.as_tensor(policies, dtype=torch.long)[:, 0, :]
+    out = []
+    for f, n in enumerate(num_controls):
+        out.append(torch.zeros(int(n), dtype=q_pi.dtype).index_add_(0, first[:, f], q_pi))
+    return out
+
+
+def select_action(
+    q_pi: Tensor,
+    policies: Tensor,
+    mode: Literal["deterministic", "stochastic"] = "deterministic",
+    generator: torch.Generator | None = None,
+    *,
+    sampling: Literal["marginal", "full"] = "marginal",
+    alpha: float = 16.0,
+    num_controls: Sequence[int] | None = None,
+) -> Tensor:
+    """Choose the next control of every factor from the policy posterior.
+
+    ``sampling="marginal"`` works on the first-step control marginals of each factor
+    (pymdp ``sample_action``); ``"full"`` picks one whole policy and returns its first step
+    (pymdp ``sample_policy``). ``"deterministic"`` takes the argmax (first index on ties);
+    ``"stochastic"`` samples from ``softmax(alpha * log p)``.
+
+    Parameters
+    ----------
+    q_pi : Tensor, shape (n_policies,)
+    policies : Tensor of int, shape (n_policies, policy_len, F)
+    mode : {"deterministic", "stochastic"}, default "deterministic"
+    generator : torch.Generator, optional
+        Source of randomness for ``"stochastic"`` (required there, so runs are repeatable).
+    sampling : {"marginal", "full"}, default "marginal"
+    alpha : float, default 16.0
+        Action precision for ``"stochastic"`` (pymdp default 16).
+    num_controls : sequence of int, optional
+        Controls per factor; default ``policies.max(...) + 1`` per factor.
+
+    Returns
+    -------
+    Tensor of int64, shape (F,)
+    """
+    policies = torch.as_tensor(policies, dtype=torch.long)
+    if mode not in ("deterministic", "stochastic"):
+        raise ValueError(f"select_action: mode={mode!r}; expected 'deterministic' or 'stochastic'")
+    if mode == "stochastic" and generator is None:
+        raise ValueError(
+            "select_action: mode='stochastic' needs a torch.Generator (seeded) as generator"
+        )
+    if sampling == "full":
+        if mode == "deterministic":
+            idx = int(torch.argmax(q_pi))
+        else:
+            probs = softmax(alpha * stable_log(q_pi), dim=0)
+            idx = int(torch.multinomial(probs, 1, generator=generator))
+        return policies[idx, 0, :].clone()
+    if sampling != "marginal":
+        raise ValueError(f"select_action: sampling={sampling!r}; expected 'marginal' or 'full'")
+    if num_controls is None:
+        num_controls = [int(policies[:, :, f].max()) + 1 for f in range(policies.shape[2])]
+    chosen = []
+    for marg in action_marginals(q_pi, policies, num_controls):
+        if mode == "deterministic":
+            chosen.append(int(torch.argmax(marg)))
+        else:
+            probs = softmax(alpha * stable_log(marg), dim=0)
+            chosen.append(int(torch.multinomial(probs, 1, generator=generator)))
+    return torch.tensor(chosen, dtype=torch.long)

@@ -1,0 +1,59 @@
+"""Reference policies for the offloading world: heuristics and an offline oracle.
+
+``make_policy(name)`` builds any of ``POLICY_NAMES``; deep-RL baselines live elsewhere.
+"""
+
+from __future__ import annotations
+
+from baselines.heuristics import (
+    CloudOnlyPolicy,
+    EdgeLeastLoadedPolicy,
+    EdgeNearestPolicy,
+    GreedyPolicy,
+    Policy,
+    RandomPolicy,
+)
+from baselines.oracle import OraclePolicy, completion_upper_bound
+
+__all__ = [
+    "HEURISTIC_NAMES",
+    "POLICY_NAMES",
+    "CloudOnlyPolicy",
+    "EdgeLeastLoadedPolicy",
+    "EdgeNearestPolicy",
+    "GreedyPolicy",
+    "OraclePolicy",
+    "Policy",
+    "RandomPolicy",
+    "completion_upper_bound",
+    "make_policy",
+]
+
+_FACTORIES = {
+    "cloud": CloudOnlyPolicy,
+    "edge_nearest": EdgeNearestPolicy,
+    "edge_least_loaded": EdgeLeastLoadedPolicy,
+    "random": RandomPolicy,
+    "greedy": GreedyPolicy,
+    "oracle": OraclePolicy,
+}
+
+#: Reference heuristics (no future knowledge).
+HEURISTIC_NAMES: tuple[str, ...] = (
+    "cloud",
+    "edge_nearest",
+    "edge_least_loaded",
+    "random",
+    "greedy",
+)
+#: Every policy ``make_policy`` knows, heuristics first, then the oracle.
+POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "oracle")
+
+
+def make_policy(name: str, **kwargs: object) -> Policy:
+    """Build a reference policy by name (one of :data:`POLICY_NAMES`)."""
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; expected one of {list(POLICY_NAMES)}") from None
+    return factory(**kwargs)  # type: ignore[arg-type]

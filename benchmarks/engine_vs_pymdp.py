@@ -1,0 +1,157 @@
+"""Time per belief update and per policy evaluation: exact path, SVI path and pymdp, side by side.
+
+Run ``python benchmarks/engine_vs_pymdp.py``. Every number is measured in this run on the same
+seeded models; ratios are engine time / pymdp 1.x (jitted) time, so below 1 means faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from aif.exact import infer_states_exact, infer_states_fpi
+from aif.planning import efe_categorical, policy_posterior
+from generative_models.categorical import CategoricalPOMDP
+
+MODELS: dict[str, dict[str, Any]] = {
+    "small (2 factors, 3 modalities, len 2)": dict(
+        num_states=[3, 2], num_obs=[4, 3, 2], num_controls=[2, 3], policy_len=2
+    ),
+    "medium (3 factors, 2 modalities, len 3)": dict(
+        num_states=[4, 3, 3], num_obs=[5, 4], num_controls=[3, 2, 1], policy_len=3
+    ),
+}
+
+
+def _time(fn: Callable[[], Any], repeats: int, block: Callable[[Any], Any] = lambda x: x) -> float:
+    """Median seconds per call after one warm-up call."""
+    block(fn())
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        block(fn())
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _pymdp_times(
+    pomdp: CategoricalPOMDP, obs: list[int], repeats: int
+) -> tuple[float, float] | None:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    from generative_models.pymdp_io import to_pymdp
+
+    agent = to_pymdp(pomdp, "1.x", gamma=16.0)
+    obs_j = [jnp.array([o]) for o in obs]
+    infer = jax.jit(lambda o, prior: agent.infer_states(o, prior))
+    policies = jax.jit(lambda q: agent.infer_policies(q))
+    qs = infer(obs_j, agent.D)
+
+    def block(x: Any) -> Any:
+        return jax.block_until_ready(x)
+
+    return _time(lambda: infer(obs_j, agent.D), repeats, block), _time(
+        lambda: policies(qs), repeats, block
+    )
+
+
+def _svi_times(
+    pomdp: CategoricalPOMDP, obs: list[int], svi_steps: int, particles: int
+) -> tuple[float, float] | None:
+    try:
+        from aif.free_energy import efe_mc
+        from aif.inference import fit_beliefs
+    except ImportError:
+        return None
+    import pyro
+
+    pyro.settings.set(module_local_params=True)
+    guide = pomdp.make_guide(T=1)
+    start = time.perf_counter()
+    fit_beliefs(pomdp.model, guide, [obs], num_steps=svi_steps, lr=0.1, early_stop=False)
+    t_belief = time.perf_counter() - start
+    qs = [q for q in guide.marginals()[0]]
+    assert pomdp.policies is not None
+    start = time.perf_counter()
+    efe_mc(
+        pomdp.model,
+        pomdp.policies,
+        actions=None,
+        prior=qs,
+        observe_initial=False,
+        log_C=[torch.log_softmax(c, 0) for c in pomdp.C or []],
+        num_particles=particles,
+    )
+    t_policy = time.perf_counter() - start
+    return t_belief, t_policy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--svi-steps", type=int, default=200)
+    parser.add_argument("--particles", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); median of {args.repeats} calls"
+    )
+    for name, sizes in MODELS.items():
+        _bench_model(name, sizes, args)
+
+
+def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> None:
+    """Time and print every path on one model."""
+    pomdp = CategoricalPOMDP.random(**sizes, seed=args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    obs = [int(torch.randint(n, (1,), generator=g)) for n in pomdp.num_obs]
+    assert pomdp.policies is not None and pomdp.C is not None and pomdp.D is not None
+    policies, C, D = pomdp.policies, pomdp.C, pomdp.D
+    qs = infer_states_fpi(pomdp.A, obs, D)
+
+    def plan(kind: str) -> torch.Tensor:
+        res = efe_categorical(qs, pomdp.A, pomdp.B, C, policies, info_gain=kind)  # type: ignore[arg-type]
+        return policy_posterior(res.efe, 16.0, pomdp.log_E)
+
+    rows = {
+        "belief update, exact path (mean-field FPI, 16 sweeps)": _time(
+            lambda: infer_states_fpi(pomdp.A, obs, D), args.repeats
+        ),
+        "belief update, exact path (joint Bayes)": _time(
+            lambda: infer_states_exact(pomdp.A, obs, D), args.repeats
+        ),
+        "policy evaluation, exact path (per-modality, as pymdp)": _time(
+            lambda: plan("per_modality"), args.repeats
+        ),
+        "policy evaluation, exact path (joint outcomes)": _time(
+            lambda: plan("joint"), args.repeats
+        ),
+    }
+    pm = _pymdp_times(pomdp, obs, args.repeats)
+    svi = _svi_times(pomdp, obs, args.svi_steps, args.particles)
+    if svi is not None:
+        rows[f"belief update, SVI path ({args.svi_steps} steps)"] = svi[0]
+        rows[f"policy evaluation, SVI/MC path ({args.particles} particles)"] = svi[1]
+    print(f"\n{name}: {pomdp.num_policies} policies")
+    if pm is not None:
+        print(f"  {'pymdp 1.x jitted belief update':60s} {pm[0] * 1e3:10.3f} ms")
+        print(f"  {'pymdp 1.x jitted policy evaluation':60s} {pm[1] * 1e3:10.3f} ms")
+    for label, seconds in rows.items():
+        ratio = ""
+        if pm is not None:
+            ref = pm[0] if label.startswith("belief") else pm[1]
+            ratio = f"  x{seconds / ref:8.2f} vs pymdp"
+        print(f"  {label:60s} {seconds * 1e3:10.3f} ms{ratio}")
+
+
+if __name__ == "__main__":
+    main()

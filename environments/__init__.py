@@ -1,0 +1,62 @@
+"""The 6G cloud-edge LLM-offloading world: a Gymnasium environment, its physics and LLM profiles.
+
+Importing this package registers ``CloudEdgeOffload-v0`` (paper preset) and ``CloudEdgeOffload-large-v0``.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from environments.config import (
+    TERMINAL_KINDS,
+    NetworkConfig,
+    PartialObservabilityConfig,
+    RadioConfig,
+    ScenarioConfig,
+    ServerConfig,
+    TerminalKindConfig,
+)
+from environments.env import CloudEdgeOffloadEnv, Outcome, Outcomes
+from environments.llm_profiles import LLMProfile, available_profiles, load_profile
+from environments.metrics import EpisodeMetrics, episode_metrics
+from environments.tasks import load_humaneval, pass_at_k
+from environments.wrappers import DiscreteActionWrapper, FlatContinuousActionWrapper
+
+__all__ = [
+    "ENV_IDS",
+    "TERMINAL_KINDS",
+    "CloudEdgeOffloadEnv",
+    "DiscreteActionWrapper",
+    "EpisodeMetrics",
+    "FlatContinuousActionWrapper",
+    "LLMProfile",
+    "NetworkConfig",
+    "Outcome",
+    "Outcomes",
+    "PartialObservabilityConfig",
+    "RadioConfig",
+    "ScenarioConfig",
+    "ServerConfig",
+    "TerminalKindConfig",
+    "available_profiles",
+    "episode_metrics",
+    "load_humaneval",
+    "load_profile",
+    "pass_at_k",
+]
+
+#: Registered environment ids and their presets.
+ENV_IDS: dict[str, str] = {
+    "CloudEdgeOffload-v0": "paper",
+    "CloudEdgeOffload-large-v0": "large",
+}
+
+for _env_id, _preset in ENV_IDS.items():
+    if _env_id not in gym.registry:
+        # Episodes end by termination after tasks_per_episode decisions, so no TimeLimit is set.
+        gym.register(
+            id=_env_id,
+            entry_point="environments.env:CloudEdgeOffloadEnv",
+            kwargs={"preset": _preset},
+            max_episode_steps=None,
+        )

@@ -1,0 +1,249 @@
+"""Evaluate the reference policies on a scenario preset: ``aif simulate``.
+
+Prints a metrics table (mean +- std over episodes) and optionally writes an xarray Dataset to netCDF.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from baselines import POLICY_NAMES, make_policy
+from environments import CloudEdgeOffloadEnv, EpisodeMetrics, ScenarioConfig, episode_metrics
+
+__all__ = ["METRICS", "SimulationResult", "evaluate_policy", "main", "results_to_dataset"]
+
+#: Metrics reported per episode, in table order.
+METRICS: tuple[str, ...] = (
+    "completion_rate",
+    "mean_latency",
+    "mean_pass_at_100",
+    "total_reward",
+    "cloud_share",
+    "n_over_allocation",
+)
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Per-episode metrics of one policy on one scenario.
+
+    Attributes
+    ----------
+    policy : str
+    scenario : str
+    t_max : float
+    seeds : list of int, length n_episodes
+        Seed of each episode (``seed + k``).
+    episodes : list of EpisodeMetrics, length n_episodes
+    """
+
+    policy: str
+    scenario: str
+    t_max: float
+    seeds: list[int]
+    episodes: list[EpisodeMetrics] = field(default_factory=list)
+
+    def values(self, metric: str) -> np.ndarray:
+        """One metric over episodes, shape (n_episodes,)."""
+        if metric not in EpisodeMetrics._fields:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {EpisodeMetrics._fields}")
+        return np.asarray([float(getattr(m, metric)) for m in self.episodes])
+
+    def mean(self, metric: str) -> float:
+        """Mean over episodes, ignoring NaN (episodes with no completed task)."""
+        v = self.values(metric)
+        return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+
+    def std(self, metric: str) -> float:
+        """Standard deviation over episodes, ignoring NaN."""
+        v = self.values(metric)
+        return float(np.nanstd(v)) if np.isfinite(v).any() else math.nan
+
+
+def run_episode(
+    env: CloudEdgeOffloadEnv, policy_name: str, seed: int
+) -> tuple[EpisodeMetrics, list[dict[str, object]]]:
+    """Run one episode of ``policy_name`` on ``env`` with ``seed``; return metrics and infos."""
+    policy = make_policy(policy_name)
+    policy.reset(seed)
+    obs, _ = env.reset(seed=seed)
+    infos: list[dict[str, object]] = []
+    done = False
+    while not done:
+        obs, _, done, _, info = env.step(policy.act(env, obs))
+        infos.append(info)
+    return episode_metrics(infos), infos
+
+
+def evaluate_policy(
+    policy: str,
+    config: ScenarioConfig | str = "paper",
+    episodes: int = 5,
+    seed: int = 0,
+    t_max: float | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    """Evaluate one reference policy over ``episodes`` episodes (seeds ``seed .. seed+episodes-1``).
+
+    Parameters
+    ----------
+    policy : str
+        One of ``baselines.POLICY_NAMES``.
+    config : ScenarioConfig or str
+        A configuration or a preset name.
+    episodes : int
+        Number of episodes (>= 1).
+    seed : int
+        Seed of the first episode.
+    t_max : float, optional
+        Overrides the configuration's ``t_max``.
+    progress : rich.progress.Progress, optional
+        Advances a task on it per episode when given.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}, expected >= 1")
+    cfg = ScenarioConfig.preset(config) if isinstance(config, str) else config
+    if t_max is not None:
+        cfg = cfg.with_overrides(t_max=t_max)
+    env = CloudEdgeOffloadEnv(cfg)
+    seeds = [seed + k for k in range(episodes)]
+    task = progress.add_task(f"{policy:18s}", total=episodes) if progress else None
+    metrics = []
+    for s in seeds:
+        metrics.append(run_episode(env, policy, s)[0])
+        if progress is not None and task is not None:
+            progress.advance(task)
+    return SimulationResult(policy, cfg.name, cfg.t_max, seeds, metrics)
+
+
+def results_to_dataset(results: list[SimulationResult]) -> xr.Dataset:
+    """Stack results into a Dataset with dims ``(policy, episode)``, one variable per metric."""
+    if not results:
+        raise ValueError("results is empty")
+    n_ep = len(results[0].episodes)
+    if any(len(r.episodes) != n_ep for r in results):
+        raise ValueError("every result must hold the same number of episodes")
+    data = {
+        m: (("policy", "episode"), np.stack([r.values(m) for r in results]))
+        for m in (*METRICS, "n_completed", "n_tasks")
+    }
+    ds = xr.Dataset(
+        data,
+        coords={
+            "policy": [r.policy for r in results],
+            "episode": np.arange(n_ep),
+            "seed": ("episode", np.asarray(results[0].seeds)),
+        },
+        attrs={"scenario": results[0].scenario, "t_max_s": results[0].t_max},
+    )
+    ds["mean_latency"].attrs["units"] = "s"
+    ds["mean_latency"].attrs["description"] = "mean latency of completed tasks"
+    ds["completion_rate"].attrs["description"] = "completed tasks / tasks"
+    ds["mean_pass_at_100"].attrs["description"] = "mean pass@100 of completed tasks"
+    ds["total_reward"].attrs["description"] = "sum of r = 1/L + P over the episode"
+    return ds
+
+
+def _netcdf_engine() -> Literal["h5netcdf", "scipy"]:
+    """h5netcdf (NETCDF4) when h5py is importable, else scipy (NETCDF3, no extra dependency)."""
+    import importlib.util
+
+    return "h5netcdf" if importlib.util.find_spec("h5py") is not None else "scipy"
+
+
+def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
+    """Write ``ds`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".nc.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine=_netcdf_engine())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(r: SimulationResult, metric: str, digits: int) -> str:
+    mean, std = r.mean(metric), r.std(metric)
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def main(
+    policy: str,
+    scenario: str,
+    tmax: float,
+    episodes: int,
+    seed: int,
+    out: Path | None,
+) -> None:
+    """Evaluate ``policy`` (or ``"all"``) on a preset and print the metrics table.
+
+    Parameters
+    ----------
+    policy : str
+        A name from ``baselines.POLICY_NAMES`` or ``"all"``.
+    scenario : str
+        Preset name (``"paper"`` or ``"large"``).
+    tmax : float
+        ``t_max`` in seconds.
+    episodes : int
+        Episodes per policy.
+    seed : int
+        Seed of the first episode; episode ``k`` uses ``seed + k``.
+    out : pathlib.Path or None
+        When given, the per-episode metrics are written there as netCDF (atomically).
+    """
+    names = list(POLICY_NAMES) if policy == "all" else [policy]
+    for name in names:
+        if name not in POLICY_NAMES:
+            raise ValueError(
+                f"unknown policy {name!r}; expected 'all' or one of {list(POLICY_NAMES)}"
+            )
+    cfg = ScenarioConfig.preset(scenario, t_max=tmax)
+    # A fixed width keeps the table readable when the output is captured (no terminal).
+    console = Console(width=None if sys.stdout.isatty() else 130)
+    results = []
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        for name in names:
+            results.append(evaluate_policy(name, cfg, episodes, seed, progress=progress))
+    table = Table(
+        title=(
+            f"scenario={scenario}  t_max={tmax:g} s  episodes={episodes}  seeds={seed}..{seed + episodes - 1}"
+            "  (mean ± std over episodes)"
+        )
+    )
+    table.add_column("policy")
+    table.add_column("completion rate", justify="right")
+    table.add_column("mean latency [s]", justify="right")
+    table.add_column("mean pass@100", justify="right")
+    table.add_column("total reward", justify="right")
+    table.add_column("cloud share", justify="right")
+    for r in results:
+        table.add_row(
+            r.policy,
+            _fmt(r, "completion_rate", 3),
+            _fmt(r, "mean_latency", 2),
+            _fmt(r, "mean_pass_at_100", 3),
+            _fmt(r, "total_reward", 2),
+            _fmt(r, "cloud_share", 2),
+        )
+    console.print(table)
+    if out is not None:
+        write_netcdf_atomic(results_to_dataset(results), Path(out))
+        console.print(f"wrote {out}")

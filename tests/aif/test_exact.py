@@ -1,0 +1,157 @@
+"""Tests of closed-form categorical inference and free energy against brute-force enumeration."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from aif.exact import (
+    filter_states,
+    infer_states,
+    infer_states_exact,
+    infer_states_fpi,
+    log_evidence_sequence,
+    log_likelihood,
+    predict_states,
+    vfe_categorical,
+)
+from aif.maths import normalize
+
+
+def _model(seed: int, ns=(3, 2), no=(4, 3), nu=(2, 3)):
+    g = torch.Generator().manual_seed(seed)
+    A = [normalize(torch.rand(o, *ns, generator=g, dtype=torch.float64), 0) for o in no]
+    B = [
+        normalize(torch.rand(n, n, u, generator=g, dtype=torch.float64), 0)
+        for n, u in zip(ns, nu, strict=True)
+    ]
+    D = [normalize(torch.rand(n, generator=g, dtype=torch.float64), 0) for n in ns]
+    return A, B, D
+
+
+def _brute_joint(A, obs, prior):
+    ns = [p.shape[0] for p in prior]
+    post = torch.zeros(*ns, dtype=torch.float64)
+    for s in itertools.product(*[range(n) for n in ns]):
+        w = math.prod(float(p[i]) for p, i in zip(prior, s, strict=True))
+        for A_m, o in zip(A, obs, strict=True):
+            w *= float(A_m[(o, *s)])
+        post[s] = w
+    return post
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_posterior_and_evidence_match_enumeration(seed: int) -> None:
+    A, _, D = _model(seed)
+    obs = [2, 1]
+    unnorm = _brute_joint(A, obs, D)
+    res = infer_states_exact(A, obs, D)
+    assert res.joint is not None and res.log_evidence is not None
+    assert torch.allclose(res.joint, unnorm / unnorm.sum(), atol=1e-12)
+    assert float(res.log_evidence) == pytest.approx(math.log(float(unnorm.sum())), abs=1e-12)
+    assert torch.allclose(res.qs[0], (unnorm / unnorm.sum()).sum(1), atol=1e-12)
+
+
+def test_vfe_of_exact_posterior_is_negative_log_evidence_and_bounds_others() -> None:
+    A, _, D = _model(2)
+    obs = [0, 2]
+    res = infer_states_exact(A, obs, D)
+    assert res.joint is not None and res.log_evidence is not None
+    parts = vfe_categorical(res.joint, D, A, obs)
+    assert float(parts.vfe) == pytest.approx(-float(res.log_evidence), abs=1e-10)
+    assert float(parts.vfe) == pytest.approx(float(parts.complexity - parts.accuracy), abs=1e-12)
+    mean_field = vfe_categorical(res.qs, D, A, obs)
+    assert float(mean_field.vfe) > float(parts.vfe)
+    fpi = vfe_categorical(infer_states_fpi(A, obs, D, num_iter=64), D, A, obs)
+    assert float(parts.vfe) <= float(fpi.vfe) <= float(mean_field.vfe) + 1e-12
+
+
+def test_fpi_single_factor_is_exact_and_multi_factor_reaches_a_fixed_point() -> None:
+    A, _, D = _model(3, ns=(4,), no=(3, 2), nu=(2,))
+    exact = infer_states_exact(A, [1, 0], D).qs[0]
+    assert torch.allclose(infer_states_fpi(A, [1, 0], D)[0], exact, atol=1e-12)
+    A2, _, D2 = _model(4)
+    qs = infer_states_fpi(A2, [3, 1], D2, num_iter=200)
+    again = infer_states_fpi(A2, [3, 1], D2, num_iter=201)
+    for a, b in zip(qs, again, strict=True):
+        assert torch.allclose(a, b, atol=1e-9)
+    # A fixed point of the mean-field update is a stationary point: no single-factor change helps.
+    base = float(vfe_categorical(qs, D2, A2, [3, 1]).vfe)
+    for f in range(2):
+        for k in range(qs[f].shape[0]):
+            nudged = [q.clone() for q in qs]
+            nudged[f] = normalize(
+                nudged[f] + 0.01 * torch.nn.functional.one_hot(torch.tensor(k), qs[f].shape[0]), 0
+            )
+            assert float(vfe_categorical(nudged, D2, A2, [3, 1]).vfe) >= base - 1e-9
+
+
+def test_tolerance_stops_early_and_method_switch() -> None:
+    A, _, D = _model(5)
+    full = infer_states_fpi(A, [0, 0], D, num_iter=50)
+    early = infer_states_fpi(A, [0, 0], D, num_iter=50, tol=1e-1)
+    assert any(not torch.allclose(a, b, atol=1e-10) for a, b in zip(full, early, strict=True))
+    assert infer_states(A, [0, 0], D, method="fpi").joint is None
+    with pytest.raises(ValueError, match="method='bogus'"):
+        infer_states(A, [0, 0], D, method="bogus")  # type: ignore[arg-type]
+
+
+def test_probability_vector_observation_equals_index() -> None:
+    A, _, D = _model(6)
+    onehot = [torch.nn.functional.one_hot(torch.tensor(2), 4).double(), 1]
+    assert torch.allclose(log_likelihood(A, onehot), log_likelihood(A, [2, 1]))
+    with pytest.raises(ValueError, match=r"obs\[0\] = 9; expected an outcome index in 0..3"):
+        log_likelihood(A, [9, 1])
+    with pytest.raises(ValueError, match=r"prior\[1\] has shape \(3,\); expected \(2,\)"):
+        infer_states_exact(A, [0, 0], [D[0], torch.ones(3) / 3])
+
+
+def test_predict_states_applies_the_chosen_control() -> None:
+    _, B, D = _model(7)
+    out = predict_states(D, B, [1, 2])
+    assert torch.allclose(out[0], B[0][:, :, 1] @ D[0])
+    assert torch.allclose(out[1], B[1][:, :, 2] @ D[1])
+    with pytest.raises(ValueError, match=r"action has shape \(1,\)"):
+        predict_states(D, B, [1])
+
+
+def test_sequence_log_evidence_matches_enumeration_over_paths() -> None:
+    A, B, D = _model(8, ns=(2, 2), no=(3, 2), nu=(2, 2))
+    obs = [[0, 1], [2, 0], [1, 1]]
+    actions = [[1, 0], [0, 1]]
+    total = 0.0
+    states = list(itertools.product(range(2), range(2)))
+    for path in itertools.product(states, repeat=3):
+        w = float(D[0][path[0][0]] * D[1][path[0][1]])
+        for t, s in enumerate(path):
+            if t > 0:
+                prev = path[t - 1]
+                for f in range(2):
+                    w *= float(B[f][s[f], prev[f], actions[t - 1][f]])
+            for m in range(2):
+                w *= float(A[m][(obs[t][m], *s)])
+        total += w
+    assert float(log_evidence_sequence(A, B, D, obs, actions)) == pytest.approx(
+        math.log(total), abs=1e-10
+    )
+    res = filter_states(A, B, D, obs, actions, method="exact")
+    assert res.log_evidence is not None
+    # Exact filtering: each step's VFE is minus that step's conditional log evidence.
+    assert torch.allclose(res.vfe, -res.log_evidence, atol=1e-10)
+
+
+def test_fpi_filter_equals_exact_filter_with_one_factor() -> None:
+    A, B, D = _model(9, ns=(4,), no=(3, 2), nu=(3,))
+    obs = [[0, 1], [2, 0], [1, 1], [0, 0]]
+    actions = [[2], [0], [1]]
+    ex = filter_states(A, B, D, obs, actions, method="exact")
+    mf = filter_states(A, B, D, obs, actions, method="fpi")
+    for t in range(4):
+        assert torch.allclose(ex.qs[t][0], mf.qs[t][0], atol=1e-12)
+    assert torch.allclose(ex.vfe, mf.vfe, atol=1e-10)
+    assert torch.allclose(mf.priors[1][0], B[0][:, :, 2] @ mf.qs[0][0])
+    with pytest.raises(ValueError, match=r"actions have shape \(1, 1\); expected \(3, 1\)"):
+        filter_states(A, B, D, obs, [[0]])

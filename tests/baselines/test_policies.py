@@ -1,0 +1,112 @@
+"""Reference policies: names, valid actions, what they read, and the oracle bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from baselines import (
+    HEURISTIC_NAMES,
+    POLICY_NAMES,
+    OraclePolicy,
+    completion_upper_bound,
+    make_policy,
+)
+from environments import CloudEdgeOffloadEnv, ScenarioConfig
+
+
+def small_env(**overrides: object) -> CloudEdgeOffloadEnv:
+    return CloudEdgeOffloadEnv(ScenarioConfig.preset("paper", tasks_per_episode=25, **overrides))
+
+
+def test_policy_names() -> None:
+    assert set(HEURISTIC_NAMES) < set(POLICY_NAMES) and "oracle" in POLICY_NAMES
+    with pytest.raises(ValueError, match="nope"):
+        make_policy("nope")
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_actions_are_in_the_native_space(name: str) -> None:
+    env = small_env()
+    policy = make_policy(name)
+    policy.reset(0)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        action = policy.act(env, obs)
+        assert env.action_space.contains(
+            {
+                "server": np.int64(action["server"]),
+                "shares": np.asarray(action["shares"], np.float32),
+            }
+        )
+        obs, _, done, _, _ = env.step(action)
+
+
+def test_heuristics_place_where_they_say() -> None:
+    env = small_env()
+    obs, _ = env.reset(seed=0)
+    cloud = make_policy("cloud").act(env, obs)
+    assert env.server_kinds[cloud["server"]] == "cloud"
+    near = make_policy("edge_nearest").act(env, obs)
+    dist = obs[env.obs_layout["distance"]]
+    edges = [j for j, k in enumerate(env.server_kinds) if k == "edge"]
+    assert near["server"] == min(edges, key=lambda j: dist[j])
+    env.step({"server": near["server"], "shares": np.ones(3, np.float32)})
+    least = make_policy("edge_least_loaded").act(env, obs)
+    assert least["server"] != near["server"]  # the nearest edge is now full
+
+
+def test_capped_heuristics_never_over_allocate() -> None:
+    env = small_env(arrival_rate=5.0)
+    for name in ("cloud", "edge_nearest", "edge_least_loaded", "greedy"):
+        policy = make_policy(name)
+        obs, _ = env.reset(seed=1)
+        done = False
+        while not done:
+            obs, _, done, _, info = env.step(policy.act(env, obs))
+            assert info["failure"] != "over_allocation"
+
+
+def test_random_policy_is_seeded() -> None:
+    env = small_env()
+    obs, _ = env.reset(seed=0)
+    a, b = make_policy("random"), make_policy("random")
+    a.reset(3)
+    b.reset(3)
+    for _ in range(5):
+        x, y = a.act(env, obs), b.act(env, obs)
+        assert x["server"] == y["server"] and np.array_equal(x["shares"], y["shares"])
+
+
+def test_greedy_picks_lowest_predicted_latency() -> None:
+    env = small_env()
+    obs, _ = env.reset(seed=0)
+    action = make_policy("greedy").act(env, obs)
+    chosen = env.predict_outcome(action).latency
+    for j in range(env.n_servers):
+        other = env.predict_outcome({"server": j, "shares": np.ones(3, np.float32)}).latency
+        assert chosen <= other + 1e-12
+
+
+def test_oracle_restores_state_and_beats_bound_check() -> None:
+    env = small_env(arrival_rate=1.5)
+    obs, _ = env.reset(seed=2)
+    bound = completion_upper_bound(env)
+    assert env.current_task["step"] == 0
+    oracle = OraclePolicy(horizon=4)
+    done, completed = False, 0
+    while not done:
+        snapshot = env.remaining.copy(), env.clock
+        action = oracle.act(env, obs)
+        assert np.array_equal(env.remaining, snapshot[0]) and env.clock == snapshot[1]
+        obs, _, done, _, info = env.step(action)
+        completed += info["completed"]
+    assert completed / 25 <= bound + 1e-12
+    assert bound > 0.9
+
+
+def test_upper_bound_is_zero_when_nothing_can_complete() -> None:
+    env = small_env(t_max=1.0)
+    env.reset(seed=0)
+    assert completion_upper_bound(env) == 0.0
