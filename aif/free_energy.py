@@ -1,0 +1,644 @@
+"""Variational and expected free energy of any Pyro model, computed from Pyro traces.
+
+``vfe`` is ``-ELBO`` split into accuracy and complexity (exact by enumeration or Monte Carlo);
+``efe_mc`` estimates expected free energy per policy, with its parts, by sampling predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, NamedTuple
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import TraceEnum_ELBO, config_enumerate
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+from aif.handlers import (
+    ACTION_SITE,
+    OBS_SITE,
+    add_preferences,
+    condition_on_policy,
+    is_preference_site,
+    parse_site,
+)
+from aif.maths import entropy
+from aif.planning import EFEResult
+
+__all__ = [
+    "EFEResult",
+    "MCEFEDetail",
+    "VFEResult",
+    "efe_mc",
+    "efe_mc_detail",
+    "hidden_sites",
+    "plate_nesting",
+    "seeded",
+    "vfe",
+]
+
+Model = Callable[..., Any]
+SiteSelector = str | Sequence[str] | Callable[[str], bool]
+
+
+class VFEResult(NamedTuple):
+    """Variational free energy and its two parts (nats).
+
+    ``vfe = complexity - accuracy`` holds exactly (up to float rounding) on both paths.
+
+    Attributes
+    ----------
+    vfe : Tensor, shape ()
+        ``F = E_q[log q(s) - log p(o, s)] = -ELBO``.
+    accuracy : Tensor, shape ()
+        ``E_q[log p(o | s)]`` summed over observed sites (and factor sites, such as preferences).
+    complexity : Tensor, shape ()
+        ``E_q[log q(s) - log p(s)] = KL[q(s) || p(s)]`` over the latent sites of the guide.
+    """
+
+    vfe: Tensor
+    accuracy: Tensor
+    complexity: Tensor
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run a block with torch's RNG seeded, restoring the caller's RNG state afterwards.
+
+    Pyro draws from torch's global generator; forking it keeps every stochastic entry point
+    of the engine reproducible (same seed, same numbers) without side effects on the caller.
+
+    Parameters
+    ----------
+    seed : int or None
+        ``None`` leaves the generator alone.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def hidden_sites() -> Messenger:
+    """Hide sample and param sites from enclosing handlers, letting other effects through.
+
+    A bare ``poutine.block()`` also stops effectful queries such as
+    :func:`aif.handlers.horizon`, which would then ignore an enclosing ``set_horizon``.
+    """
+    return poutine.block(hide_types=["sample", "param"])
+
+
+class _MaskObserved(Messenger):
+    """Zero the log-density of observed and factor sites, leaving only the latent prior."""
+
+    def _pyro_sample(self, msg: Any) -> None:
+        if msg["is_observed"]:
+            msg["mask"] = False
+
+
+def _non_enumerable_latents(guide: Model, args: tuple, kwargs: dict) -> list[str]:
+    trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    bad = []
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+            if not getattr(site["fn"], "has_enumerate_support", False):
+                bad.append(f"{name} ({type(site['fn']).__name__})")
+    return bad
+
+
+def _enum_loss(model: Model, guide: Model, mpn: int, args: tuple, kwargs: dict) -> Tensor:
+    """``-ELBO`` by parallel enumeration, differentiable when the guide has parameters."""
+    elbo = TraceEnum_ELBO(max_plate_nesting=mpn)
+    try:
+        return elbo.differentiable_loss(model, guide, *args, **kwargs)
+    except ValueError as err:
+        # Pyro refuses a differentiable loss when nothing requires a gradient (a guide of
+        # fixed tensors); the value is still exact.
+        if "cannot be differentiated" not in str(err):
+            raise
+        return torch.tensor(elbo.loss(model, guide, *args, **kwargs), dtype=torch.float64)
+
+
+def vfe(
+    model: Model,
+    guide: Model,
+    *args: Any,
+    method: Literal["exact", "mc"] = "exact",
+    num_particles: int = 1000,
+    seed: int | None = 0,
+    max_plate_nesting: int | None = None,
+    differentiable: bool = False,
+    **kwargs: Any,
+) -> VFEResult:
+    """Variational free energy ``F = -ELBO`` of a model under a guide, with accuracy and complexity.
+
+    ``F = E_q[log q(s) - log p(o, s)] = KL[q(s) || p(s)] - E_q[log p(o | s)]``
+    (Friston, "The free-energy principle: a unified brain theory?", Nat. Rev. Neurosci.
+    11, 2010, Box 1; Pyro's ELBO is the same quantity with the opposite sign).
+
+    Parameters
+    ----------
+    model, guide : callable
+        Pyro programs taking ``*args, **kwargs``. Observations are the model's observed sites.
+    *args, **kwargs
+        Passed to both programs.
+    method : {"exact", "mc"}, default "exact"
+        ``"exact"`` enumerates every latent site of the guide in parallel (``TraceEnum_ELBO``);
+        all of them must be discrete. Latent model sites absent from the guide must carry
+        ``infer={"enumerate": "parallel"}`` and are summed out. ``"mc"`` averages
+        ``num_particles`` vectorised samples from the guide (the ``Trace_ELBO`` estimator).
+    num_particles : int, default 1000
+        Samples for ``method="mc"``.
+    seed : int or None, default 0
+        Seed of the Monte Carlo draws; the caller's RNG state is restored afterwards.
+    max_plate_nesting : int, optional
+        Number of nested plates in the programs; guessed from a trace when omitted.
+    differentiable : bool, default False
+        Keep the autograd graph (gradients with respect to the guide's parameters) instead of
+        returning detached values.
+
+    Returns
+    -------
+    VFEResult
+        0-d tensors ``(vfe, accuracy, complexity)``.
+
+    Raises
+    ------
+    ValueError
+        For ``method="exact"`` with a continuous latent site in the guide, or an unknown method.
+    """
+    if method == "exact":
+        bad = _non_enumerable_latents(guide, args, kwargs)
+        if bad:
+            raise ValueError(
+                f"vfe(method='exact'): the guide has latent sites without enumerable support: "
+                f"{', '.join(bad)}; expected only discrete sites (use method='mc' for these)"
+            )
+        enum_guide = config_enumerate(guide, "parallel")
+        with seeded(seed):
+            mpn = (
+                plate_nesting(guide, model, args=args, kwargs=kwargs)
+                if max_plate_nesting is None
+                else max_plate_nesting
+            )
+            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs)
+            complexity = _enum_loss(_MaskObserved()(model), enum_guide, mpn, args, kwargs)
+        result = VFEResult(free_energy, complexity - free_energy, complexity)
+        return result if differentiable else VFEResult(*(x.detach() for x in result))
+    if method == "mc":
+        if num_particles < 1:
+            raise ValueError(f"vfe: num_particles={num_particles}; expected >= 1")
+        with seeded(seed):
+            acc, comp = _mc_parts(model, guide, args, kwargs, num_particles, max_plate_nesting)
+        result = VFEResult(comp.mean() - acc.mean(), acc.mean(), comp.mean())
+        return result if differentiable else VFEResult(*(x.detach() for x in result))
+    raise ValueError(f"vfe: method={method!r}; expected 'exact' or 'mc'")
+
+
+def plate_nesting(*programs: Model, args: tuple = (), kwargs: dict | None = None) -> int:
+    """Deepest plate nesting (number of batch dims used by plates) across Pyro programs.
+
+    Parameters
+    ----------
+    *programs : callable
+        Pyro programs run once each with ``args`` and ``kwargs``.
+
+    Returns
+    -------
+    int
+        ``max(-frame.dim)`` over every plate frame seen, 0 without plates.
+    """
+    deepest = 0
+    for program in programs:
+        with hidden_sites():
+            trace = poutine.trace(program).get_trace(*args, **(kwargs or {}))
+        for site in trace.nodes.values():
+            for frame in site.get("cond_indep_stack", ()):
+                if frame.vectorized and frame.dim is not None:
+                    deepest = max(deepest, -frame.dim)
+    return deepest
+
+
+def _particle_dim_sum(log_prob: Tensor, particle_dim: int, num_particles: int) -> Tensor:
+    """Sum a site's log-density over every dim but the particle dim: shape (num_particles,)."""
+    while log_prob.dim() < -particle_dim:
+        log_prob = log_prob.unsqueeze(0)
+    log_prob = log_prob.movedim(particle_dim, 0)
+    return log_prob.reshape(log_prob.shape[0], -1).sum(-1).expand(num_particles)
+
+
+def _mc_parts(
+    model: Model,
+    guide: Model,
+    args: tuple,
+    kwargs: dict,
+    num_particles: int,
+    max_plate_nesting: int | None,
+) -> tuple[Tensor, Tensor]:
+    """Per-particle accuracy and complexity, shapes (num_particles,), from vectorised traces."""
+    mpn = (
+        plate_nesting(guide, model, args=args, kwargs=kwargs)
+        if max_plate_nesting is None
+        else max_plate_nesting
+    )
+    particle_dim = -(mpn + 1)
+    particles = pyro.plate("_vfe_particles", num_particles, dim=particle_dim)
+    guide_trace = poutine.trace(particles(guide)).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(particles(model), trace=guide_trace)).get_trace(
+        *args, **kwargs
+    )
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    zero = torch.zeros(num_particles)
+    accuracy, complexity = zero.clone(), zero.clone()
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        lp = _particle_dim_sum(site["log_prob"], particle_dim, num_particles)
+        if site["is_observed"]:
+            accuracy = accuracy + lp
+        elif name in guide_trace.nodes:
+            complexity = complexity - lp
+        else:
+            raise ValueError(
+                f"vfe(method='mc'): latent model site {name!r} has no guide site; expected the "
+                "guide to sample every latent site (or use method='exact' with enumeration)"
+            )
+    for site in guide_trace.nodes.values():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+            complexity = complexity + _particle_dim_sum(
+                site["log_prob"], particle_dim, num_particles
+            )
+    return accuracy, complexity
+
+
+# --------------------------------------------------------------------------------------------
+# Expected free energy by Monte Carlo
+# --------------------------------------------------------------------------------------------
+
+#: Largest joint outcome space (per time step) summed exactly; larger groups use nested MC.
+MAX_JOINT_OUTCOMES = 4096
+#: Rows of the nested Monte Carlo likelihood matrix evaluated at once (memory ~ rows * N).
+_CROSS_BLOCK = 512
+
+
+def _selector(obs_sites: SiteSelector) -> Callable[[str], bool]:
+    if callable(obs_sites):
+        return obs_sites
+    if isinstance(obs_sites, str):
+        pattern = obs_sites
+        return lambda name: parse_site(name, pattern) is not None
+    names = set(obs_sites)
+    return lambda name: name in names
+
+
+class MCEFEDetail(NamedTuple):
+    """Monte Carlo EFE terms of one policy, per group of observation sites (nats).
+
+    A group is one time step (all modalities observed together) when outcomes are scored
+    jointly, otherwise one site.
+
+    Attributes
+    ----------
+    groups : list of str
+        Group labels (``"t=0"``, ... or site names), in the order the model samples them.
+    pragmatic_value, predictive_entropy, ambiguity, state_info_gain : Tensor, shape (n_groups,)
+        ``E_q(o)[log C(o)]``, ``H[q(o)]``, ``E_q(s)[H[p(o | s)]]`` and
+        ``H[q(o)] - E_q(s)[H[p(o | s)]]`` per group.
+    """
+
+    groups: list[str]
+    pragmatic_value: Tensor
+    predictive_entropy: Tensor
+    ambiguity: Tensor
+    state_info_gain: Tensor
+
+
+def _particles_first(x: Tensor, particle_dim: int) -> Tensor:
+    """Move the particle dim of a batch-shaped tensor to the front; flatten the rest: (N, V)."""
+    while x.dim() < -particle_dim:
+        x = x.unsqueeze(0)
+    x = x.movedim(particle_dim, 0)
+    return x.reshape(x.shape[0], -1)
+
+
+class _ObsSite:
+    """What the estimator needs from one sampled observation site."""
+
+    def __init__(self, site: dict, particle_dim: int, num_particles: int) -> None:
+        self.name: str = site["name"]
+        self.fn = site["fn"]
+        self.value: Tensor = site["value"]
+        self.particle_dim = particle_dim
+        self.num_particles = num_particles
+        self.n_event = len(self.fn.event_shape)
+        self.discrete = bool(getattr(self.fn, "has_enumerate_support", False)) and self.n_event == 0
+        self.lik: Tensor | None = None  # (N, V, K): p(o = k | s_i) for each variable v
+        self.support: Tensor | None = None
+        if self.discrete:
+            support = self.fn.enumerate_support(expand=False)  # (K, 1, ..., 1)
+            log_lik = self.fn.log_prob(support)  # (K, *batch)
+            self.support = support.reshape(-1)
+            self.lik = torch.stack(
+                [_particles_first(log_lik[k].exp(), particle_dim) for k in range(log_lik.shape[0])],
+                dim=-1,
+            )
+
+    @property
+    def num_joint_outcomes(self) -> float:
+        if self.lik is None:
+            return math.inf
+        return float(self.lik.shape[-1]) ** self.lik.shape[1]
+
+    def ambiguity(self) -> Tensor:
+        """``E_q(s)[H[p(o | s)]]`` summed over the site's variables, shape ()."""
+        if self.lik is not None:
+            return entropy(self.lik, dim=-1).sum(-1).mean()
+        try:
+            ent = self.fn.entropy()
+        except (NotImplementedError, AttributeError):
+            # Unbiased fallback: E_s E_{o|s}[-log p(o | s)] at the sampled outcomes.
+            ent = -self.fn.log_prob(self.value)
+        return _particles_first(ent, self.particle_dim).sum(-1).mean()
+
+    def cross_log_lik(self, start: int, stop: int) -> Tensor:
+        """``L[i, j] = log p(o_i | s_j)`` for samples ``start <= i < stop``, shape (stop - start, N).
+
+        Summed over the site's variables. Rows come in blocks so memory stays bounded.
+        """
+        pos = self.value.dim() - self.n_event + self.particle_dim  # particle dim, non-negative
+        rows = self.value.narrow(pos, start, stop - start)
+        # Put sample i's outcome on a new leading dim and leave a singleton where particle j's
+        # likelihood parameters broadcast.
+        crossed = rows.unsqueeze(0).transpose(0, pos + 1)
+        cross = self.fn.log_prob(crossed)  # (rows, ..., N_j at pos + 1, ...)
+        cross = cross.movedim(pos + 1, 1)
+        return cross.reshape(cross.shape[0], cross.shape[1], -1).sum(-1)
+
+    def pragmatic(self, pref_fn: Callable | None) -> Tensor:
+        """``E_q(o)[log C(o)]`` summed over variables; exact over outcomes when discrete."""
+        if pref_fn is None:
+            return torch.zeros(())
+        if self.lik is not None and self.support is not None:
+            log_c = pref_fn(self.name, self.support)
+            if log_c is None:
+                return torch.zeros(())
+            q_o = self.lik.mean(0)  # (V, K)
+            return (q_o * torch.as_tensor(log_c, dtype=q_o.dtype).reshape(1, -1)).sum()
+        log_c = pref_fn(self.name, self.value)
+        if log_c is None:
+            return torch.zeros(())
+        return _particles_first(torch.as_tensor(log_c), self.particle_dim).sum(-1).mean()
+
+
+def _group_entropy(sites: list[_ObsSite], num_particles: int) -> Tensor:
+    """Entropy of the joint predictive ``q(o_group)``, the mixture over particles."""
+    joint_size = math.prod(s.num_joint_outcomes for s in sites)
+    if joint_size <= MAX_JOINT_OUTCOMES:
+        # Joint likelihood of every outcome combination per particle, then the mixture.
+        joint: Tensor | None = None
+        for s in sites:
+            assert s.lik is not None
+            for v in range(s.lik.shape[1]):
+                part = s.lik[:, v, :]
+                joint = part if joint is None else (joint.unsqueeze(-1) * part.unsqueeze(1))
+                joint = joint.reshape(num_particles, -1)
+        assert joint is not None
+        return entropy(joint.mean(0), dim=-1)
+    # Nested Monte Carlo: log q(o_i) ~= log (1/N) sum_j p(o_i | s_j); bias O(1/N).
+    log_q = []
+    for start in range(0, num_particles, _CROSS_BLOCK):
+        stop = min(num_particles, start + _CROSS_BLOCK)
+        cross = torch.stack([s.cross_log_lik(start, stop) for s in sites]).sum(0)
+        log_q.append(torch.logsumexp(cross, dim=1) - math.log(num_particles))
+    return -torch.cat(log_q).mean()
+
+
+def efe_mc_detail(
+    model: Model,
+    policy: Tensor | None,
+    *args: Any,
+    log_C: Any = None,
+    obs_sites: SiteSelector = OBS_SITE,
+    action_site: str = ACTION_SITE,
+    joint_outcomes: bool = True,
+    num_particles: int = 1000,
+    seed: int | None = 0,
+    max_plate_nesting: int | None = None,
+    **kwargs: Any,
+) -> MCEFEDetail:
+    """Monte Carlo EFE terms of one policy, per time step or per site (see :func:`efe_mc`).
+
+    Returns
+    -------
+    MCEFEDetail
+        Tensors of shape (n_groups,).
+    """
+    if num_particles < 2:
+        raise ValueError(f"efe_mc: num_particles={num_particles}; expected >= 2")
+    pref_fn = None if log_C is None else add_preferences(log_C)._fn
+    is_obs = _selector(obs_sites)
+    with seeded(seed):
+        mpn = (
+            plate_nesting(model, args=args, kwargs=kwargs)
+            if max_plate_nesting is None
+            else max_plate_nesting
+        )
+        particle_dim = -(mpn + 1)
+        program = pyro.plate("_efe_particles", num_particles, dim=particle_dim)(model)
+        if policy is not None:
+            program = condition_on_policy(policy, action_site=action_site)(program)
+        with hidden_sites():
+            trace = poutine.trace(program).get_trace(*args, **kwargs)
+    groups: dict[str, list[_ObsSite]] = {}
+    nodes: dict[str, Any] = trace.nodes
+    for name, site in nodes.items():
+        if (
+            site["type"] != "sample"
+            or site_is_subsample(site)
+            or is_preference_site(name)
+            or not is_obs(name)
+        ):
+            continue
+        if site["is_observed"]:
+            raise ValueError(
+                f"efe_mc: observation site {name!r} is observed (value of shape "
+                f"{tuple(site['value'].shape)}); expected the predictive model to sample it "
+                "(pass obs=None for future steps)"
+            )
+        key = name
+        if joint_outcomes and isinstance(obs_sites, str):
+            fields = parse_site(name, obs_sites) or {}
+            if "t" in fields:
+                key = f"t={fields['t']}"
+        groups.setdefault(key, []).append(_ObsSite(site, particle_dim, num_particles))
+    if not groups:
+        raise ValueError(
+            f"efe_mc: no sample site of the model matches obs_sites={obs_sites!r}; expected the "
+            "predictive model to sample its future observations"
+        )
+    prag, pent, amb = [], [], []
+    for sites in groups.values():
+        prag.append(torch.stack([s.pragmatic(pref_fn) for s in sites]).sum())
+        pent.append(_group_entropy(sites, num_particles))
+        amb.append(torch.stack([s.ambiguity() for s in sites]).sum())
+    pragmatic, pred_entropy, ambiguity = torch.stack(prag), torch.stack(pent), torch.stack(amb)
+    return MCEFEDetail(list(groups), pragmatic, pred_entropy, ambiguity, pred_entropy - ambiguity)
+
+
+def efe_mc(
+    model: Model,
+    policies: Tensor | Sequence[Any] | None,
+    *args: Any,
+    log_C: Any = None,
+    obs_sites: SiteSelector = OBS_SITE,
+    action_site: str = ACTION_SITE,
+    joint_outcomes: bool = True,
+    num_particles: int = 1000,
+    seed: int | None = 0,
+    info_gain: Literal["mixture", "svi"] = "mixture",
+    use_utility: bool = True,
+    use_states_info_gain: bool = True,
+    svi_steps: int = 300,
+    svi_lr: float = 0.02,
+    amortised_guide: Callable[..., Any] | None = None,
+    max_plate_nesting: int | None = None,
+    **kwargs: Any,
+) -> EFEResult:
+    """Expected free energy per policy, estimated from samples of a Pyro predictive model.
+
+    For each policy ``pi`` the model runs under :class:`aif.handlers.condition_on_policy`,
+    vectorised over ``num_particles`` joint samples of future states and observations. Per time
+    step (all modalities together; per site with ``joint_outcomes=False``), summed over steps:
+
+    * pragmatic value ``E_q(o|pi)[log C(o)]``;
+    * ambiguity ``E_q(s|pi)[H[p(o | s)]]``, from each sample's likelihood entropy;
+    * predictive entropy ``H[q(o | pi)]`` of the mixture ``q(o | pi) = E_q(s|pi)[p(o | s)]``,
+      summed exactly over outcomes when they are discrete and few (<= ``MAX_JOINT_OUTCOMES``),
+      otherwise by nested Monte Carlo ``log q(o_i) ~= log (1/N) sum_j p(o_i | s_j)``;
+    * state information gain ``H[q(o|pi)] - ambiguity``, the mutual information of predicted
+      states and outcomes (Friston et al., "Active inference and epistemic value", Cogn.
+      Neurosci. 6(4), 2015, eq. 4; Da Costa et al., J. Math. Psychol. 99, 2020, eq. 8);
+    * risk ``-H[q(o|pi)] - pragmatic_value``, which is ``KL[q(o|pi) || C]`` when ``log C`` is
+      normalised.
+
+    With all terms on, ``efe = -pragmatic_value - state_info_gain = risk + ambiguity``. Switched
+    off terms are left out of ``efe`` but still reported (as in
+    :func:`aif.planning.efe_categorical`). On a discrete model with ``log_C = log_softmax(C)``
+    the estimate converges to ``efe_categorical`` (``info_gain="joint"``; ``"per_modality"``
+    with ``joint_outcomes=False``), with error ``O(num_particles ** -0.5)``.
+
+    With ``info_gain="svi"`` the information gain is instead the expected complexity
+    ``E_q(o|pi)[KL[r(s | o) || p(s | pi)]]`` of an amortised guide ``r`` fitted by SVI to the
+    predicted observations (:func:`aif.inference.amortised_info_gain`), which needs no closed
+    form posterior. When ``r`` is exact it is the mutual information of all latent sites and
+    all predicted observations; for one-step policies that is the per-step value above.
+
+    Parameters
+    ----------
+    model : callable
+        Predictive Pyro program sampling states and observation sites forward in time; its
+        control sites (``action_site``) are set per policy.
+    policies : Tensor of int, shape (n_policies, T, F), or None
+        Control indices per policy (pymdp layout); ``None`` evaluates the model as it is.
+    *args, **kwargs
+        Passed to ``model``.
+    log_C : optional
+        Log-preferences in any form :class:`aif.handlers.add_preferences` accepts; ``None``
+        gives zero pragmatic value.
+    obs_sites : str, sequence of str or callable, default ``"o_{t}_{m}"``
+        Which sample sites are observations (a pattern, names, or a predicate). Only a pattern
+        with a ``{t}`` field groups sites into time steps.
+    action_site : str, default ``"u_{t}_{f}"``
+    joint_outcomes : bool, default True
+        Score the outcomes of one time step jointly (exact mutual information) or per site.
+    num_particles : int, default 1000
+    seed : int or None, default 0
+        Seed; policy ``i`` uses ``seed + i``. The caller's RNG state is restored.
+    info_gain : {"mixture", "svi"}, default "mixture"
+    use_utility, use_states_info_gain : bool, default True
+        Which terms enter ``efe`` (pymdp's ``use_utility`` and ``use_states_info_gain``).
+    svi_steps, svi_lr : int, float
+        Budget of the amortised guide for ``info_gain="svi"``.
+    amortised_guide : callable, optional
+        Factory ``(sites) -> guide`` for ``info_gain="svi"``; default
+        :class:`aif.inference.AmortisedGuide`.
+    max_plate_nesting : int, optional
+        Plates used by ``model``; guessed from a trace when omitted.
+
+    Returns
+    -------
+    EFEResult
+        ``efe, risk, ambiguity, pragmatic_value, state_info_gain, novelty``, each of shape
+        (n_policies,) (``(1,)`` when ``policies`` is None). ``novelty`` is zero here: the
+        parameter information gain of Dirichlet models is the closed form of
+        :func:`aif.planning.efe_categorical`.
+    """
+    if info_gain not in ("mixture", "svi"):
+        raise ValueError(f"efe_mc: info_gain={info_gain!r}; expected 'mixture' or 'svi'")
+    if policies is None:
+        policy_list: list[Tensor | None] = [None]
+    else:
+        pol = torch.as_tensor(policies)
+        if pol.dim() == 2:
+            pol = pol.unsqueeze(-1)
+        if pol.dim() != 3:
+            raise ValueError(
+                f"efe_mc: policies have shape {tuple(pol.shape)}; expected (n_policies, T, F)"
+            )
+        policy_list = list(pol)
+    rows = []
+    for i, policy in enumerate(policy_list):
+        policy_seed = None if seed is None else seed + i
+        detail = efe_mc_detail(
+            model,
+            policy,
+            *args,
+            log_C=log_C,
+            obs_sites=obs_sites,
+            action_site=action_site,
+            joint_outcomes=joint_outcomes,
+            num_particles=num_particles,
+            seed=policy_seed,
+            max_plate_nesting=max_plate_nesting,
+            **kwargs,
+        )
+        pragmatic = detail.pragmatic_value.sum()
+        pred_entropy = detail.predictive_entropy.sum()
+        ambiguity = detail.ambiguity.sum()
+        if info_gain == "svi":
+            from aif.inference import amortised_info_gain
+
+            ig = amortised_info_gain(
+                model,
+                policy,
+                *args,
+                obs_sites=_selector(obs_sites),
+                action_site=action_site,
+                num_particles=num_particles,
+                num_steps=svi_steps,
+                lr=svi_lr,
+                seed=policy_seed,
+                guide_factory=amortised_guide,
+                max_plate_nesting=max_plate_nesting,
+                **kwargs,
+            ).info_gain
+        else:
+            ig = pred_entropy - ambiguity
+        risk = -(ig + ambiguity) - pragmatic
+        efe = torch.zeros_like(pragmatic)
+        if use_utility:
+            efe = efe - pragmatic
+        if use_states_info_gain:
+            efe = efe - ig
+        rows.append(torch.stack([efe, risk, ambiguity, pragmatic, ig]))
+    table = torch.stack(rows).detach()
+    zeros = torch.zeros(table.shape[0], dtype=table.dtype)
+    return EFEResult(table[:, 0], table[:, 1], table[:, 2], table[:, 3], table[:, 4], zeros)
