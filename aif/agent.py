@@ -89,7 +89,7 @@ class ModelBasedAgent:
 
         best = self.cem.plan(score, self.generator)
         parts = {
-            name: float(value[best.index])
+            name: float(value[best.row])
             for name, value in best.aux._asdict().items()  # type: ignore[attr-defined]
         }
         return Decision(int(best.choice[0]), best.vector[0].clone(), parts)

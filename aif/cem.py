@@ -75,8 +75,8 @@ class CEMResult(NamedTuple):
         Shape ``(H, D)``. Continuous part of the best policy found, inside ``[low, high]``.
     score : torch.Tensor
         Scalar. Its score (higher is better; the agent scores with ``-efe``).
-    index : int
-        Row of the best candidate inside the final ``aux`` batch.
+    row : int
+        Row of the best candidate inside its ``aux`` batch.
     aux : object
         Whatever the score function returned beside the scores on the iteration that found the best
         policy (for instance the EFE parts of every candidate).
@@ -85,7 +85,7 @@ class CEMResult(NamedTuple):
     choice: torch.Tensor
     vector: torch.Tensor
     score: torch.Tensor
-    index: int
+    row: int
     aux: object
 
 

@@ -95,6 +95,15 @@ def train(
     fit_steps: Annotated[
         int | None, typer.Option(min=1, help="VFE gradient steps per refit (default 150).")
     ] = None,
+    obs_noise: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Noise std of server readings (0: exact).")
+    ] = 0.0,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Seeds trained at once (a Dask LocalCluster when > 1).")
+    ] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler to use instead.")
+    ] = None,
     references: Annotated[
         str, typer.Option(help="Reference policies evaluated on the same env seeds ('' for none).")
     ] = "all",
@@ -118,6 +127,7 @@ def train(
             episodes=episodes,
             seeds=tuple(_parse_seeds(seeds)),
             tasks_per_episode=tasks,
+            obs_noise=obs_noise,
             planner=CEMConfig(
                 candidates=candidates, elites=elites, iterations=iterations, horizon=horizon
             ),
@@ -134,7 +144,9 @@ def train(
         refs = list(POLICY_NAMES)
     else:
         refs = [r for r in references.split(",") if r]
-    tree = run_training(cfg, out, references=refs, progress=progress)
+    tree = run_training(
+        cfg, out, references=refs, progress=progress, workers=workers, scheduler=scheduler
+    )
     print_training_summary(tree)
     typer.echo(f"results: {out / 'results.nc'}")
 
@@ -154,6 +166,22 @@ def plot(
         if not path.exists():
             raise typer.BadParameter(f"result file {path} does not exist")
     typer.echo(f"figure: {plot_training(results, out, smooth)}")
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="results.nc from `aif train`.")],
+    window: Annotated[int, typer.Option(min=1, help="Final episodes averaged.")] = 10,
+) -> None:
+    """Print the agent's final metrics beside the reference policies, and its convergence speed."""
+    import xarray as xr
+
+    from experiments.report import print_training_summary
+
+    if not results.exists():
+        raise typer.BadParameter(f"result file {results} does not exist")
+    tree = xr.open_datatree(results, engine="h5netcdf")
+    print_training_summary(tree, window)
 
 
 def main() -> None:

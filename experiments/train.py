@@ -28,6 +28,7 @@ from generative_models.offloading import (
     OffloadingWorldModel,
     PolicyEFE,
     PreferenceConfig,
+    ReadingFilter,
 )
 
 __all__ = [
@@ -40,13 +41,15 @@ __all__ = [
     "train_seed",
 ]
 
-#: Agent variants: the full agent and the ablations of the issue (no information gain, env reward in
-#: place of rewardless guidance, an ensemble of one member).
+#: Agent variants: the full agent, the ablations (no information gain, env reward in place of
+#: rewardless guidance, an ensemble of one member) and an extension with an explicit preference for
+#: completion beside rewardless guidance.
 AGENT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "aif": {},
     "aif-no-info-gain": {"preferences": {"info_gain_weight": 0.0}},
     "aif-env-reward": {"model": {"guidance": "reward"}},
     "aif-single-member": {"model": {"ensemble_size": 1}},
+    "aif-completion": {"preferences": {"completion_weight": 1.0}},
 }
 
 EFE_TERMS = tuple(PolicyEFE._fields)
@@ -75,6 +78,12 @@ class TrainConfig:
         Settings of the CEM planner, the ensemble model and the EFE weights.
     threads : int
         torch intra-op threads (1 keeps runs bit-reproducible and matches the one-core targets).
+    obs_noise : float
+        Standard deviation of the noise on server readings (partial observability; 0 = exact
+        readings). The agent is told this sensor specification and perceives through a
+        :class:`~generative_models.offloading.ReadingFilter`.
+    obs_delay : int
+        Decisions by which server readings lag (partial observability).
     """
 
     agent: str = "aif"
@@ -87,6 +96,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     preferences: PreferenceConfig = field(default_factory=PreferenceConfig)
     threads: int = 1
+    obs_noise: float = 0.0
+    obs_delay: int = 0
 
     def __post_init__(self) -> None:
         if self.agent not in AGENT_VARIANTS:
@@ -99,6 +110,10 @@ class TrainConfig:
             raise ValueError("seeds must hold at least one seed, got an empty tuple")
         if not self.t_max > 0:
             raise ValueError(f"t_max must be > 0 seconds, got {self.t_max!r}")
+        if not 0 <= self.obs_noise <= 1:
+            raise ValueError(f"obs_noise must lie in [0, 1], got {self.obs_noise!r}")
+        if self.obs_delay < 0:
+            raise ValueError(f"obs_delay must be >= 0, got {self.obs_delay!r}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads!r}")
 
@@ -151,6 +166,11 @@ def make_env(config: TrainConfig) -> Any:
     kwargs: dict[str, Any] = {"t_max": config.t_max}
     if config.tasks_per_episode is not None:
         kwargs["tasks_per_episode"] = config.tasks_per_episode
+    if config.obs_noise > 0 or config.obs_delay > 0:
+        kwargs["partial_observability"] = {
+            "noise_std": config.obs_noise,
+            "delay_steps": config.obs_delay,
+        }
     return gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
 
 
@@ -159,8 +179,9 @@ def build_agent(config: TrainConfig, env: Any, seed: int) -> ModelBasedAgent:
     n_servers = int(env.action_space["server"].n)
     layout = ObservationLayout.from_mapping(env.obs_layout, n_servers)
     model = OffloadingWorldModel(layout, config.model, config.preferences, seed=seed)
-    # A zero share never finishes a task; the planner keeps every share at least 2% of what it can grant.
-    return ModelBasedAgent(model, n_servers, 3, config.planner, seed=seed + 7919, low=0.02)
+    # A zero share is allowed: the env rejects such a task at once without holding resources, which is
+    # the right move for a task that cannot complete anyway.
+    return ModelBasedAgent(model, n_servers, 3, config.planner, seed=seed + 7919, low=0.0)
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -202,13 +223,22 @@ def _load_agent_state(agent: ModelBasedAgent, state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- one seed
-def run_episode(agent: ModelBasedAgent, env: Any, env_seed: int) -> dict[str, Any]:
-    """Play one episode with learning data stored (not yet refitted); returns its records."""
+def run_episode(
+    agent: ModelBasedAgent, env: Any, env_seed: int, obs_noise: float = 0.0
+) -> dict[str, Any]:
+    """Play one episode with learning data stored (not yet refitted); returns its records.
+
+    With ``obs_noise > 0`` the agent perceives through a :class:`ReadingFilter` and decides, stores and
+    learns on its perceived observations.
+    """
     model = agent.model
     assert isinstance(model, OffloadingWorldModel)
     obs, _ = env.reset(seed=env_seed)
     obs_t = torch.as_tensor(obs, dtype=torch.float32)
-    rec: dict[str, list[Any]] = {
+    perception = ReadingFilter(model, obs_noise) if obs_noise > 0 else None
+    if perception is not None:
+        obs_t = perception.reset(obs_t)
+    rec: dict[str, Any] = {
         "server": [],
         "completed": [],
         "latency": [],
@@ -229,6 +259,8 @@ def run_episode(agent: ModelBasedAgent, env: Any, env_seed: int) -> dict[str, An
         obs2, reward, terminated, truncated, info = env.step(action)
         done = bool(terminated or truncated)
         obs2_t = torch.as_tensor(obs2, dtype=torch.float32)
+        if perception is not None and not done:
+            obs2_t = perception.step(obs_t, decision.choice, shares, obs2_t)
         model.add(
             obs_t,
             decision.choice,
@@ -311,7 +343,7 @@ def train_seed(
     )
     done_now = 0
     for ep in bar:
-        rec = run_episode(agent, env, episode_seed(seed, ep))
+        rec = run_episode(agent, env, episode_seed(seed, ep), config.obs_noise)
         trace = agent.learn()
         rec["vfe"] = float(trace[-1]) if trace else float("nan")
         records.append(rec)
@@ -348,7 +380,7 @@ def records_to_datatree(
     n_ep = min(len(records[s]) for s in seeds)
     n_task = max(len(r["server"]) for s in seeds for r in records[s][:n_ep])
 
-    def pad(values: list[Any], fill: float) -> list[Any]:
+    def pad(values: list[Any], fill: Any) -> list[Any]:
         return list(values) + [fill] * (n_task - len(values))
 
     ep_vars: dict[str, Any] = {}
@@ -463,13 +495,39 @@ def run_training(
     references: Sequence[str] = (),
     reference_episodes: int = 10,
     progress: bool = True,
+    workers: int = 1,
+    scheduler: str | None = None,
 ) -> xr.DataTree:
-    """Train every seed (resuming from ``out``'s checkpoints) and write ``out/results.nc``."""
+    """Train every seed (resuming from ``out``'s checkpoints) and write ``out/results.nc``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run.
+    out : Path
+        Run folder (``checkpoints/``, ``results.nc``).
+    references : sequence of str
+        Reference policies evaluated on the same env seeds.
+    reference_episodes : int
+        How many of the last episodes of each seed the references are evaluated on.
+    progress : bool
+        Show progress bars.
+    workers : int
+        Seeds trained at once: ``1`` runs them in this process; more starts a Dask ``LocalCluster`` with
+        that many single-threaded worker processes.
+    scheduler : str, optional
+        Address of a running Dask scheduler to use instead of a local cluster.
+    """
     out = Path(out)
-    records = {
-        s: train_seed(config, s, checkpoint_dir=out / "checkpoints", progress=progress)
-        for s in config.seeds
-    }
+    ckpt = out / "checkpoints"
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    if workers == 1 and scheduler is None:
+        records = {
+            s: train_seed(config, s, checkpoint_dir=ckpt, progress=progress) for s in config.seeds
+        }
+    else:
+        records = _train_on_dask(config, ckpt, progress, workers, scheduler)
     ref = (
         evaluate_references(config, references, min(reference_episodes, config.episodes))
         if references
@@ -478,3 +536,36 @@ def run_training(
     tree = records_to_datatree(config, records, ref)
     write_atomic(tree, out / "results.nc")
     return tree
+
+
+def _train_on_dask(
+    config: TrainConfig, ckpt: Path, progress: bool, workers: int, scheduler: str | None
+) -> dict[int, list[dict[str, Any]]]:
+    """One task per seed on a Dask cluster; every seed still checkpoints after each episode."""
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
+    if scheduler is not None:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        futures = {
+            client.submit(train_seed, config, s, ckpt, False, pure=False, key=f"seed-{s}"): s
+            for s in config.seeds
+        }
+        records: dict[int, list[dict[str, Any]]] = {}
+        bar = tqdm(total=len(futures), desc=f"{config.agent} seeds", disable=not progress)
+        for fut in as_completed(list(futures)):
+            records[futures[fut]] = fut.result()
+            bar.update()
+        bar.close()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return records

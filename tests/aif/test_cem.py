@@ -36,7 +36,7 @@ def test_same_seed_same_plan_and_aux_row():
     a = cem.plan(_score, torch.Generator().manual_seed(11))
     b = cem.plan(_score, torch.Generator().manual_seed(11))
     assert torch.equal(a.vector, b.vector) and torch.equal(a.choice, b.choice)
-    assert float(a.aux[a.index].sum()) == pytest.approx(float(((a.vector - TARGET) ** 2).sum()))
+    assert float(a.aux[a.row].sum()) == pytest.approx(float(((a.vector - TARGET) ** 2).sum()))
 
 
 @pytest.mark.parametrize(

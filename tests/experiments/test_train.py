@@ -64,6 +64,12 @@ def test_train_smoke_writes_a_datatree(tmp_path: Path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert fig.stat().st_size > 10_000
+    proc = subprocess.run(
+        _cli("report", str(out / "results.nc"), "--window", "1"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "greedy" in proc.stdout and "episodes to 90%" in proc.stdout
 
 
 def test_train_rejects_unknown_agent(tmp_path: Path):
@@ -135,3 +141,24 @@ def test_sigkill_mid_run_then_resume_gives_identical_results(tmp_path: Path):
     )
     for var in ("server", "completed", "shares", "efe_parts"):
         np.testing.assert_array_equal(a["decisions"][var].values, b["decisions"][var].values)
+
+
+def test_training_under_noisy_readings_runs_and_is_seeded():
+    cfg = replace(_tiny_config(), obs_noise=0.05)
+    a = train_seed(cfg, 0, progress=False)
+    b = train_seed(cfg, 0, progress=False)
+    assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
+    assert all(0 <= r["metrics"]["completion_rate"] <= 1 for r in a)
+
+
+def test_dask_workers_give_the_same_numbers_as_one_process(tmp_path: Path):
+    from experiments.train import run_training
+
+    cfg = replace(_tiny_config(), seeds=(0, 1))
+    one = run_training(cfg, tmp_path / "one", progress=False)
+    two = run_training(cfg, tmp_path / "two", progress=False, workers=2)
+    timing = ["median_decision_ms"]
+    xr.testing.assert_identical(
+        one["episodes"].to_dataset().drop_vars(timing),
+        two["episodes"].to_dataset().drop_vars(timing),
+    )

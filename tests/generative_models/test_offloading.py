@@ -64,8 +64,9 @@ def test_prediction_shapes():
     assert tr.delta_mean.shape == (4, 7, S, 4)
     efe = policy_efe(m, obs[0], torch.zeros(5, 2, dtype=torch.long), torch.rand(5, 2, 3))
     assert all(v.shape == (5,) for v in efe)
+    w = PreferenceConfig().info_gain_weight
     torch.testing.assert_close(
-        efe.efe, -efe.pragmatic_value - (efe.outcome_info_gain + efe.transition_info_gain)
+        efe.efe, -efe.pragmatic_value - w * (efe.outcome_info_gain + efe.transition_info_gain)
     )
 
 
@@ -97,7 +98,8 @@ def test_fit_lowers_vfe_and_learns_the_outcomes():
 
 
 def test_information_gain_is_low_where_data_are_and_high_off_the_data():
-    cfg = ModelConfig(ensemble_size=5, hidden=32, fit_steps=600, lr=1e-2)
+    # absolute shares, so the planner evaluates exactly the allocation the data hold
+    cfg = ModelConfig(ensemble_size=5, hidden=32, fit_steps=600, lr=1e-2, relative_shares=False)
     g = torch.Generator().manual_seed(5)
     o = _obs(g)
     servers = torch.zeros(1, 1, dtype=torch.long)
@@ -133,3 +135,29 @@ def test_weights_of_the_efe():
     torch.testing.assert_close(no_ig.efe, -no_ig.pragmatic_value)
     doubled = policy_efe(m, obs, c, v, PreferenceConfig(guidance_weight=2.0, info_gain_weight=0.0))
     torch.testing.assert_close(doubled.efe, 2 * no_ig.efe)
+
+
+def test_reading_filter_averages_out_noise_in_a_static_world():
+    from generative_models.offloading import ReadingFilter
+
+    g = torch.Generator().manual_seed(2)
+    m = OffloadingWorldModel(LAYOUT, ModelConfig(ensemble_size=3, hidden=16, fit_steps=300), seed=0)
+    for _ in range(200):  # readings never move: the model learns zero change
+        o = _obs(g)
+        m.add(o, 0, torch.full((3,), 0.1), True, 3.0, 0.1, 0.0, o.clone())
+    m.fit()
+    truth = _obs(g)
+    noise = 0.1
+    noisy = [truth + noise * torch.randn(OBS_DIM, generator=g) for _ in range(30)]
+    f = ReadingFilter(m, noise)
+    perceived = f.reset(noisy[0])
+    for o in noisy[1:]:
+        perceived = f.step(perceived, 0, torch.zeros(3), o)
+    sl = LAYOUT.remaining
+    raw_err = (noisy[-1][sl] - truth[sl]).abs().mean().item()
+    filt_err = (perceived[sl] - truth[sl]).abs().mean().item()
+    # the model's floor on predicted change (min_sd) bounds how much repeated readings can be pooled
+    assert filt_err < 0.7 * raw_err
+    assert torch.equal(perceived[LAYOUT.task], noisy[-1][LAYOUT.task])  # only readings are filtered
+    with pytest.raises(ValueError, match="noise_sd"):
+        ReadingFilter(m, 0.0)
