@@ -42,14 +42,19 @@ __all__ = [
 ]
 
 #: Agent variants: the full agent, the ablations (no information gain, env reward in place of
-#: rewardless guidance, an ensemble of one member) and an extension with an explicit preference for
-#: completion beside rewardless guidance.
+#: rewardless guidance, an ensemble of one member), the agent with randomised prior functions, and an
+#: extension with an explicit preference for completion beside rewardless guidance (with prior
+#: functions: without them its first run stalled at zero completion).
 AGENT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "aif": {},
     "aif-no-info-gain": {"preferences": {"info_gain_weight": 0.0}},
     "aif-env-reward": {"model": {"guidance": "reward"}},
     "aif-single-member": {"model": {"ensemble_size": 1}},
-    "aif-completion": {"preferences": {"completion_weight": 1.0}},
+    "aif-prior-functions": {"model": {"prior_function_scale": 1.0}},
+    "aif-completion": {
+        "preferences": {"completion_weight": 1.0},
+        "model": {"prior_function_scale": 1.0},
+    },
 }
 
 EFE_TERMS = tuple(PolicyEFE._fields)

@@ -173,8 +173,11 @@ class ModelConfig:
         ``"rg"``: outcome heads, the agent never sees the env reward; ``"reward"``: an extra head learns
         the env reward (ablation).
     prior_function_scale : float
-        Scale of each member's fixed random prior function (0 disables it). With an ensemble of one it
-        only shifts the fit.
+        Scale of each member's fixed random prior function (0, the default, disables it). Prior
+        functions keep members disagreeing away from the data, which rescues runs whose early failures
+        made every member predict failure everywhere; on the default agent they also kept it exploring
+        longer and lowered its completion (see ``docs/agent.md``). With an ensemble of one they only
+        shift the fit.
     relative_shares : bool
         Read the planner's continuous action u in [0, 1]^3 as a fraction of what remains on the chosen
         server (shares = u * remaining). Plans then satisfy the problem's constraint that grants never
@@ -193,7 +196,7 @@ class ModelConfig:
     lr: float = 5e-3
     batch_size: int = 1024
     guidance: str = "rg"
-    prior_function_scale: float = 1.0
+    prior_function_scale: float = 0.0
     relative_shares: bool = True
     min_sd: float = 0.05
 

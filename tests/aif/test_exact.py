@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
+import aif.exact
 from aif.exact import (
+    ExactStateInference,
     filter_states,
     infer_states,
     infer_states_exact,
@@ -155,3 +157,50 @@ def test_fpi_filter_equals_exact_filter_with_one_factor() -> None:
     assert torch.allclose(mf.priors[1][0], B[0][:, :, 2] @ mf.qs[0][0])
     with pytest.raises(ValueError, match=r"actions have shape \(1, 1\); expected \(3, 1\)"):
         filter_states(A, B, D, obs, [[0]])
+
+
+PARITY = 1e-10
+
+
+def _assert_same_posterior(fast, slow) -> None:
+    assert fast.joint is not None and slow.joint is not None
+    assert torch.allclose(fast.joint, slow.joint, atol=PARITY, rtol=0)
+    assert float(fast.log_evidence) == pytest.approx(float(slow.log_evidence), abs=PARITY)
+    for a, b in zip(fast.qs, slow.qs, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=PARITY, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "ns,no", [((3, 2), (4, 3)), ((4,), (3, 2)), ((2, 3, 2), (5,)), ((4, 3, 3), (5, 4))]
+)
+def test_precompiled_update_equals_infer_states_exact_for_every_observation(ns, no) -> None:
+    A, _, D = _model(7, ns=ns, no=no, nu=[1] * len(ns))
+    engine = ExactStateInference(A)
+    for obs in itertools.product(*[range(n) for n in no]):
+        _assert_same_posterior(engine.update(list(obs), D), infer_states_exact(A, obs, D))
+
+
+def test_precompiled_update_floors_zeros_like_the_slow_path(monkeypatch) -> None:
+    A, _, D = _model(8)
+    A[0][:, 0, 1] = torch.tensor([0.0, 0.0, 0.5, 0.5], dtype=torch.float64)
+    prior = [torch.tensor([0.0, 0.4, 0.6], dtype=torch.float64), D[1]]
+    for obs in ([0, 1], [2, 2]):
+        _assert_same_posterior(
+            ExactStateInference(A).update(obs, prior), infer_states_exact(A, obs, prior)
+        )
+    # Models too large for the joint-outcome table gather one row per modality instead.
+    monkeypatch.setattr(aif.exact, "_MAX_TABLE_ENTRIES", 0)
+    engine = ExactStateInference(A)
+    assert engine._table is None
+    _assert_same_posterior(engine.update([2, 2], prior), infer_states_exact(A, [2, 2], prior))
+
+
+def test_precompiled_update_validates_once_and_rejects_out_of_range_outcomes() -> None:
+    A, _, D = _model(9)
+    with pytest.raises(ValueError, match="outside"):
+        ExactStateInference([A[0] * 2.0, A[1]])
+    with pytest.raises(ValueError, match="dtype"):
+        ExactStateInference([A[0], A[1].float()])
+    with pytest.raises(IndexError, match="below 4"):
+        ExactStateInference(A).update([4, 0], D)

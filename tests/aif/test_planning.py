@@ -10,6 +10,7 @@ import torch
 
 from aif.maths import entropy, normalize
 from aif.planning import (
+    PolicyEvaluator,
     action_marginals,
     construct_policies,
     efe_categorical,
@@ -219,3 +220,61 @@ def test_entropy_of_uniform_predictions_bounds_info_gain() -> None:
     bound = sum(math.log(a.shape[0]) for a in A)
     assert (res.state_info_gain >= -1e-12).all() and (res.state_info_gain <= bound).all()
     assert float(entropy(torch.ones(4) / 4)) == pytest.approx(math.log(4))
+
+
+PARITY = 1e-10
+
+
+def _assert_same_evaluation(fast, slow, q_pi) -> None:
+    for name in slow._fields:
+        assert torch.allclose(getattr(fast.efe, name), getattr(slow, name), atol=PARITY, rtol=0), (
+            name
+        )
+    assert torch.allclose(fast.q_pi, q_pi, atol=PARITY, rtol=0)
+
+
+@pytest.mark.parametrize("info_gain", ["joint", "per_modality"])
+@pytest.mark.parametrize("flags", [(True, True), (True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("policy_len", [1, 3])
+def test_policy_evaluator_equals_efe_categorical_and_policy_posterior(
+    info_gain, flags, policy_len
+) -> None:
+    qs, A, B, C = _model(10)
+    policies = construct_policies([2, 3], policy_len)
+    g = torch.Generator().manual_seed(11)
+    log_E = torch.log_softmax(torch.randn(policies.shape[0], generator=g, dtype=torch.float64), 0)
+    kwargs = dict(use_utility=flags[0], use_states_info_gain=flags[1], info_gain=info_gain)
+    slow = efe_categorical(qs, A, B, C, policies, **kwargs)  # type: ignore[arg-type]
+    evaluator = PolicyEvaluator(A, B, C, policies, 4.0, log_E, **kwargs)  # type: ignore[arg-type]
+    _assert_same_evaluation(evaluator.evaluate(qs), slow, policy_posterior(slow.efe, 4.0, log_E))
+    # The evaluator holds no beliefs: a second belief gives that belief's numbers.
+    qs2 = [torch.softmax(torch.randn(q.shape[0], generator=g, dtype=torch.float64), 0) for q in qs]
+    slow2 = efe_categorical(qs2, A, B, C, policies, **kwargs)  # type: ignore[arg-type]
+    _assert_same_evaluation(evaluator.evaluate(qs2), slow2, policy_posterior(slow2.efe, 4.0, log_E))
+
+
+@pytest.mark.parametrize(
+    "ns,no,nu", [((3, 2), (4, 3), (2, 3)), ((4,), (3,), (3,)), ((4, 3, 3), (5, 4), (3, 2, 1))]
+)
+def test_policy_evaluator_with_time_indexed_preferences_and_uncontrolled_factors(
+    ns, no, nu
+) -> None:
+    qs, A, B, _ = _model(12, ns=ns, no=no, nu=nu)
+    g = torch.Generator().manual_seed(13)
+    C = [torch.randn(o, 2, generator=g, dtype=torch.float64) for o in no]
+    policies = construct_policies(nu, 3)
+    for info_gain in ("joint", "per_modality"):
+        slow = efe_categorical(qs, A, B, C, policies, info_gain=info_gain)  # type: ignore[arg-type]
+        fast = PolicyEvaluator(A, B, C, policies, info_gain=info_gain).evaluate(qs)  # type: ignore[arg-type]
+        _assert_same_evaluation(fast, slow, policy_posterior(slow.efe, 16.0))
+
+
+def test_policy_evaluator_validates_at_construction() -> None:
+    qs, A, B, C = _model(14)
+    policies = construct_policies([2, 3], 2)
+    with pytest.raises(ValueError, match="info_gain='both'"):
+        PolicyEvaluator(A, B, C, policies, info_gain="both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="log_E has shape"):
+        PolicyEvaluator(A, B, C, policies, log_E=torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="controls 0..1"):
+        PolicyEvaluator(A, B, C, policies + 1)

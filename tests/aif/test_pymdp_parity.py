@@ -13,8 +13,14 @@ import torch
 
 pytest.importorskip("pymdp")
 
-from aif.exact import filter_states, infer_states_fpi, log_likelihood, vfe_categorical  # noqa: E402
-from aif.planning import policy_posterior, preference_offset, select_action  # noqa: E402
+from aif.exact import (
+    ExactStateInference,
+    filter_states,
+    infer_states_fpi,
+    log_likelihood,
+    vfe_categorical,
+)  # noqa: E402
+from aif.planning import PolicyEvaluator, policy_posterior, preference_offset, select_action  # noqa: E402
 from generative_models.categorical import CategoricalPOMDP  # noqa: E402
 from generative_models.pymdp_io import to_pymdp  # noqa: E402
 
@@ -125,3 +131,33 @@ def test_pymdp_legacy_beliefs_vfe_efe_policy_posterior_and_action(seed: int) -> 
     joint = pomdp.efe(qs, info_gain="joint")
     assert torch.allclose(-joint.efe, _t(neg_joint), atol=TOL)
     assert torch.allclose(policy_posterior(joint.efe, GAMMA), _t(q_pi_joint), atol=TOL)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pymdp_1x_precompiled_fast_path(seed: int) -> None:
+    import jax.numpy as jnp
+
+    # Policy evaluation on the multi-factor model, from pymdp's own beliefs.
+    pomdp = _pomdp(seed)
+    obs = _obs(seed, pomdp)
+    agent = to_pymdp(pomdp, "1.x", gamma=GAMMA)
+    qs_pm = agent.infer_states([jnp.array([o]) for o in obs], agent.D)
+    q_pi_pm, neg_efe_pm = agent.infer_policies(qs_pm)
+    qs = [_t(q[0, -1]) for q in qs_pm]
+    assert pomdp.policies is not None and pomdp.C is not None
+    evaluator = PolicyEvaluator(
+        pomdp.A, pomdp.B, pomdp.C, pomdp.policies, GAMMA, pomdp.log_E, info_gain="per_modality"
+    )
+    fast = evaluator.evaluate(qs)
+    offset = preference_offset(pomdp.C, pomdp.policy_len)
+    assert torch.allclose(offset - fast.efe.efe, _t(neg_efe_pm[0]), atol=TOL)
+    assert torch.allclose(fast.q_pi, _t(q_pi_pm[0]), atol=TOL)
+
+    # With one hidden-state factor, pymdp's fixed-point update is exact Bayes.
+    single = CategoricalPOMDP.random([4], [3, 2], [3], policy_len=2, seed=seed)
+    obs1 = _obs(seed, single)
+    agent1 = to_pymdp(single, "1.x", gamma=GAMMA)
+    ref = agent1.infer_states([jnp.array([o]) for o in obs1], agent1.D)
+    assert single.D is not None
+    post = ExactStateInference(single.A).update(obs1, single.D)
+    assert torch.allclose(post.qs[0], _t(ref[0][0, -1]), atol=TOL)
