@@ -2,3 +2,39 @@
 
 The engine knows nothing of servers or radios; models are plain Pyro callables.
 """
+
+from aif.agent import ModelBasedAgent
+from aif.cem import CEMConfig, HybridCEM
+from aif.exact import ExactStateInference, filter_states, infer_states, vfe_categorical
+from aif.free_energy import VFEResult, efe_mc, vfe
+from aif.inference import BeliefResult, filter_beliefs, fit_beliefs
+from aif.planning import (
+    EFEResult,
+    PolicyEvaluator,
+    construct_policies,
+    efe_categorical,
+    policy_posterior,
+    select_action,
+)
+
+__all__ = [
+    "BeliefResult",
+    "CEMConfig",
+    "EFEResult",
+    "ExactStateInference",
+    "HybridCEM",
+    "ModelBasedAgent",
+    "PolicyEvaluator",
+    "VFEResult",
+    "construct_policies",
+    "efe_categorical",
+    "efe_mc",
+    "filter_beliefs",
+    "filter_states",
+    "fit_beliefs",
+    "infer_states",
+    "policy_posterior",
+    "select_action",
+    "vfe",
+    "vfe_categorical",
+]
