@@ -274,7 +274,7 @@ def write_datatree_atomic(tree: xr.DataTree, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        tree.to_netcdf(tmp, engine="netcdf4")
+        tree.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -300,7 +300,7 @@ def main(model: str, out_dir: Path, seed: int, steps: int) -> None:
     out_dir = Path(out_dir)
     result = run(model, seed, steps)
     nc = write_datatree_atomic(result.tree, out_dir / "diagnostics.nc")
-    tree = xr.open_datatree(nc, engine="netcdf4")
+    tree = xr.open_datatree(nc, engine="h5netcdf")
     traces = {f"t={t}": trace for t, trace in enumerate(result.vfe_traces)}
     plot_vfe_trace(traces, out_dir / "vfe_trace.png")
     plot_vfe_decomposition(tree["free_energy"].to_dataset(), out_dir / "vfe_decomposition.png")

@@ -87,7 +87,7 @@ def test_same_seed_same_numbers():
     torch.manual_seed(456)
     b = train_seed(_tiny_config(), 0, progress=False)
     for ra, rb in zip(a, b, strict=True):
-        assert ra["metrics"] == rb["metrics"]
+        np.testing.assert_equal(ra["metrics"], rb["metrics"])
         assert ra["efe_parts"] == rb["efe_parts"]
         assert ra["shares"] == rb["shares"]
         assert ra["vfe"] == rb["vfe"]
@@ -99,7 +99,8 @@ def test_resume_after_stop_matches_uninterrupted(tmp_path: Path):
     first = train_seed(cfg, 0, checkpoint_dir=tmp_path, progress=False, stop_after=1)
     assert len(first) == 1
     resumed = train_seed(cfg, 0, checkpoint_dir=tmp_path, progress=False)
-    assert [r["metrics"] for r in resumed] == [r["metrics"] for r in full]
+    # assert_equal treats NaN (mean latency of an episode with no completion) as equal to NaN
+    np.testing.assert_equal([r["metrics"] for r in resumed], [r["metrics"] for r in full])
     assert [r["efe_parts"] for r in resumed] == [r["efe_parts"] for r in full]
 
 
@@ -147,7 +148,7 @@ def test_training_under_noisy_readings_runs_and_is_seeded():
     cfg = replace(_tiny_config(), obs_noise=0.05)
     a = train_seed(cfg, 0, progress=False)
     b = train_seed(cfg, 0, progress=False)
-    assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
+    np.testing.assert_equal([r["metrics"] for r in a], [r["metrics"] for r in b])
     assert all(0 <= r["metrics"]["completion_rate"] <= 1 for r in a)
 
 
