@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from aif.cem import CEMConfig
-from experiments.train import TrainConfig, train_seed
+from experiments.train import AGENT_VARIANTS, TrainConfig, train_seed
 
 TINY = [
     "--tasks", "12", "--candidates", "16", "--elites", "4", "--iterations", "1",
@@ -163,3 +163,21 @@ def test_dask_workers_give_the_same_numbers_as_one_process(tmp_path: Path):
         one["episodes"].to_dataset().drop_vars(timing),
         two["episodes"].to_dataset().drop_vars(timing),
     )
+
+
+@pytest.mark.parametrize("agent", sorted(AGENT_VARIANTS))
+def test_every_agent_variant_trains(agent: str):
+    cfg = TrainConfig.for_agent(
+        agent,
+        episodes=1,
+        seeds=(0,),
+        tasks_per_episode=8,
+        planner=CEMConfig(candidates=8, elites=2, iterations=1, horizon=2),
+    )
+    cfg = replace(cfg, model=replace(cfg.model, fit_steps=3))
+    recs = train_seed(cfg, 0, progress=False)
+    assert len(recs) == 1 and np.isfinite(recs[0]["vfe"])
+    parts = np.asarray(recs[0]["efe_parts"])
+    assert parts.shape == (8, 5) and np.isfinite(parts).all()
+    if cfg.preferences.info_gain_weight == 0:
+        np.testing.assert_allclose(parts[:, 0], -parts[:, 1], rtol=1e-6)  # efe = -pragmatic
