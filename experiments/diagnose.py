@@ -6,8 +6,6 @@ and writes one DataTree (netCDF, written atomically) plus figures rendered from 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +35,7 @@ from aif.inference import (
 )
 from aif.maths import log_softmax
 from aif.planning import policy_posterior
+from experiments.atomic import write_atomic
 from generative_models.categorical import CategoricalPOMDP
 from generative_models.gaussian_ssm import GaussianBelief, GaussianSSM
 from generative_models.server_states import ServerStateSpec, build_server_state_model
@@ -270,16 +269,7 @@ def run(model: str, seed: int, steps: int) -> DiagnosticsRun:
 
 def write_datatree_atomic(tree: xr.DataTree, path: Path) -> Path:
     """Write a DataTree to netCDF through a temporary file and ``os.replace`` (no partial files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tree.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def main(model: str, out_dir: Path, seed: int, steps: int) -> None:

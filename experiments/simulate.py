@@ -6,9 +6,7 @@ Prints a metrics table (mean +- std over episodes) and optionally writes an xarr
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +19,7 @@ from rich.table import Table
 
 from baselines import POLICY_NAMES, make_policy
 from environments import CloudEdgeOffloadEnv, EpisodeMetrics, ScenarioConfig, episode_metrics
+from experiments.atomic import write_atomic
 
 __all__ = ["METRICS", "SimulationResult", "evaluate_policy", "main", "results_to_dataset"]
 
@@ -165,16 +164,7 @@ def _netcdf_engine() -> Literal["h5netcdf", "scipy"]:
 
 def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".nc.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine=_netcdf_engine())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=_netcdf_engine()))
 
 
 def _fmt(r: SimulationResult, metric: str, digits: int) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +20,7 @@ import xarray as xr
 
 from aif.agent import ModelBasedAgent
 from aif.cem import CEMConfig
+from experiments.atomic import write_atomic
 from generative_models.offloading import (
     ModelConfig,
     ObservationLayout,
@@ -191,15 +190,7 @@ def build_agent(config: TrainConfig, env: Any, seed: int) -> ModelBasedAgent:
 
 # ---------------------------------------------------------------------- checkpoints
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _agent_state(agent: ModelBasedAgent) -> dict[str, Any]:
@@ -448,18 +439,9 @@ def records_to_datatree(
     return tree
 
 
-def write_atomic(tree: xr.DataTree, path: Path) -> None:
-    """Write a DataTree to netCDF through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        tree.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def write_results(tree: xr.DataTree, path: Path) -> None:
+    """Write a results DataTree to netCDF atomically."""
+    write_atomic(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def evaluate_references(
@@ -539,7 +521,7 @@ def run_training(
         else None
     )
     tree = records_to_datatree(config, records, ref)
-    write_atomic(tree, out / "results.nc")
+    write_results(tree, out / "results.nc")
     return tree
 
 
