@@ -36,6 +36,7 @@ _FACTORIES = {
     "random": RandomPolicy,
     "greedy": GreedyPolicy,
     "oracle": OraclePolicy,
+    "oracle_guidance": lambda **kw: OraclePolicy(objective="guidance", **kw),
 }
 
 #: Reference heuristics (no future knowledge).
@@ -46,8 +47,9 @@ HEURISTIC_NAMES: tuple[str, ...] = (
     "random",
     "greedy",
 )
-#: Every policy ``make_policy`` knows, heuristics first, then the oracle.
-POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "oracle")
+#: Every policy ``make_policy`` knows, heuristics first, then the clairvoyant oracles: ``oracle``
+#: maximises completion, ``oracle_guidance`` rewardless guidance (the agent's objective).
+POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "oracle", "oracle_guidance")
 
 
 def make_policy(name: str, **kwargs: object) -> Policy:

@@ -21,18 +21,33 @@ class OraclePolicy:
     remains), keeps those that complete under the realised channel, and scores each by rolling
     the true simulator forward over the next ``horizon`` known tasks with a base rule (smallest
     grant that completes, edges before clouds). It picks the candidate with the most completions
-    in the window, then the highest reward. Reads the full true state and future tasks of the
-    unwrapped env (``task_schedule``, ``get_state``/``set_state``). What it achieves is a lower
-    bound on the optimum; :func:`completion_upper_bound` gives a provable upper bound.
+    in the window, then the highest reward (``objective="completion"``), or the highest reward, then
+    the most completions (``objective="guidance"``: a clairvoyant maximiser of rewardless guidance,
+    whose reward is rg). Reads the full true state and future tasks of the unwrapped env
+    (``task_schedule``, ``get_state``/``set_state``). What it achieves is a lower bound on the
+    optimum of its objective; :func:`completion_upper_bound` gives a provable upper bound on
+    completion.
     """
 
     name = "oracle"
 
     def __init__(
-        self, levels: tuple[float, ...] = (1.0, 0.5, 0.34, 0.25, 0.2), horizon: int = 8
+        self,
+        levels: tuple[float, ...] = (1.0, 0.5, 0.34, 0.25, 0.2),
+        horizon: int = 8,
+        objective: str = "completion",
     ) -> None:
+        if objective not in ("completion", "guidance"):
+            raise ValueError(
+                f"OraclePolicy objective must be 'completion' or 'guidance', got {objective!r}"
+            )
+        if horizon < 0:
+            raise ValueError(f"OraclePolicy horizon must be >= 0, got {horizon!r}")
         self.levels = np.asarray(levels, dtype=np.float64)
         self.horizon = horizon
+        self.objective = objective
+        if objective == "guidance":
+            self.name = "oracle_guidance"
 
     def reset(self, seed: int | None = None) -> None:
         """Stateless (the plan depends only on the episode)."""
@@ -63,7 +78,7 @@ class OraclePolicy:
             # Nothing can complete: reject the task without holding anything.
             return {"server": 0, "shares": np.zeros(3, np.float32)}
         snapshot = env.get_state()
-        best, best_score = int(ok[0]), (-1, -np.inf)
+        best, best_score = int(ok[0]), (-np.inf, -np.inf)
         for k in ok:
             env.set_state(snapshot)
             info = env.simulate_step(int(servers[k]), shares[k])
@@ -78,7 +93,7 @@ class OraclePolicy:
                 info = env.simulate_step(j, sh)
                 completed += int(info["completed"])
                 reward += float(info["reward"])
-            score = (completed, reward)
+            score = (completed, reward) if self.objective == "completion" else (reward, completed)
             if score > best_score:
                 best, best_score = int(k), score
         env.set_state(snapshot)

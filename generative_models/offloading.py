@@ -691,9 +691,10 @@ class OffloadingWorldModel(nn.Module):
                     obs=batch["log_latency"].expand(e, n),
                 )
             with poutine.mask(mask=done):  # type: ignore[call-overload]
+                # The same head the planner reads (a sigmoid keeps the mean in [0, 1]).
                 pyro.sample(
                     "pass_at_100",
-                    dist.Normal(y[..., _OUT["pass_mu"]], pass_sd),
+                    dist.Normal(out.pass_mean, pass_sd),
                     obs=batch["pass"].expand(e, n),
                 )
             if self.config.guidance == "reward":
