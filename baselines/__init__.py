@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from baselines.heuristics import (
     CloudOnlyPolicy,
     EdgeLeastLoadedPolicy,
@@ -29,7 +31,7 @@ __all__ = [
     "make_policy",
 ]
 
-_FACTORIES = {
+_FACTORIES: dict[str, Callable[..., Policy]] = {
     "cloud": CloudOnlyPolicy,
     "edge_nearest": EdgeNearestPolicy,
     "edge_least_loaded": EdgeLeastLoadedPolicy,
@@ -58,4 +60,4 @@ def make_policy(name: str, **kwargs: object) -> Policy:
         factory = _FACTORIES[name]
     except KeyError:
         raise ValueError(f"unknown policy {name!r}; expected one of {list(POLICY_NAMES)}") from None
-    return factory(**kwargs)  # type: ignore[arg-type]
+    return factory(**kwargs)

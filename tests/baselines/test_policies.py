@@ -110,3 +110,24 @@ def test_upper_bound_is_zero_when_nothing_can_complete() -> None:
     env = small_env(t_max=1.0)
     env.reset(seed=0)
     assert completion_upper_bound(env) == 0.0
+
+
+def test_oracle_objectives_each_win_on_their_own_criterion() -> None:
+    """Completion-first and guidance-first clairvoyant planners trade completion for guidance."""
+    with pytest.raises(ValueError, match="objective"):
+        OraclePolicy(objective="latency")
+    env = CloudEdgeOffloadEnv(ScenarioConfig.preset("paper", tasks_per_episode=60))
+    totals = {}
+    for name in ("oracle", "oracle_guidance"):
+        completed = guidance = 0.0
+        for seed in range(3):
+            policy = make_policy(name)
+            obs, _ = env.reset(seed=seed)
+            done = False
+            while not done:
+                obs, _, done, _, info = env.step(policy.act(env, obs))
+                completed += info["completed"]
+                guidance += info["rg"]
+        totals[name] = (completed, guidance)
+    assert totals["oracle"][0] >= totals["oracle_guidance"][0]
+    assert totals["oracle_guidance"][1] >= totals["oracle"][1]
