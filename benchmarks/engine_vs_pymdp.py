@@ -92,25 +92,11 @@ def _pymdp_fns(
 def _pymdp_times(
     pomdp: CategoricalPOMDP, obs: list[int], repeats: int
 ) -> tuple[float, float] | None:
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
+    fns = _pymdp_fns(pomdp, obs)
+    if fns is None:
         return None
-    from generative_models.pymdp_io import to_pymdp
-
-    agent = to_pymdp(pomdp, "1.x", gamma=16.0)
-    obs_j = [jnp.array([o]) for o in obs]
-    infer = jax.jit(lambda o, prior: agent.infer_states(o, prior))
-    policies = jax.jit(lambda q: agent.infer_policies(q))
-    qs = infer(obs_j, agent.D)
-
-    def block(x: Any) -> Any:
-        return jax.block_until_ready(x)
-
-    return _time(lambda: infer(obs_j, agent.D), repeats, block), _time(
-        lambda: policies(qs), repeats, block
-    )
+    infer, policies, block = fns
+    return _time(infer, repeats, block), _time(policies, repeats, block)
 
 
 def _svi_times(
