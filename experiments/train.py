@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 #: Agent variants: the full agent, the ablations (no information gain, env reward in place of
-#: rewardless guidance, an ensemble of one member), the agent with randomised prior functions, and an
+#: rewardless guidance, an ensemble of one member), the agent with randomised prior functions, the
+#: agent whose preferred outcome density is proportional to rg (``PreferenceConfig.form``), and an
 #: extension with an explicit preference for completion beside rewardless guidance (with prior
 #: functions: without them its first run stalled at zero completion).
 AGENT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -50,6 +51,7 @@ AGENT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "aif-env-reward": {"model": {"guidance": "reward"}},
     "aif-single-member": {"model": {"ensemble_size": 1}},
     "aif-prior-functions": {"model": {"prior_function_scale": 1.0}},
+    "aif-proportional": {"preferences": {"form": "proportional"}},
     "aif-completion": {
         "preferences": {"completion_weight": 1.0},
         "model": {"prior_function_scale": 1.0},

@@ -24,7 +24,12 @@ __all__ = [
     "ObservationLayout",
     "OffloadingWorldModel",
     "OutcomePrediction",
+    "PolicyEFE",
+    "PreferenceConfig",
     "Transitions",
+    "expected_guidance",
+    "log_preference",
+    "policy_efe",
 ]
 
 #: Number of resource kinds a task is granted: compute, bandwidth, GPU memory.
@@ -784,14 +789,28 @@ class PreferenceConfig:
     """Weights of the expected free energy of a policy.
 
     The preference prior over outcomes is built from rewardless guidance rg = tc (1/L + P)
-    (He et al. 2025, DOI 10.1109/JIOT.2025.3588832): log p~(o) = ``guidance_weight`` * rg(o) + const,
-    so the pragmatic value is ``guidance_weight`` * E_q[rg]. The epistemic value is the parameter
-    information gain of the ensemble (Tschantz et al. 2020), weighted by ``info_gain_weight``.
+    (He et al. 2025, DOI 10.1109/JIOT.2025.3588832) in one of two forms (``form``):
+
+    * ``"exponential"`` (default): p~(o) proportional to exp(lambda rg(o)), i.e. rg read as a log
+      preference, as the learned reward is in Tschantz et al. 2020; the pragmatic value is
+      lambda E_q[rg]. A failed task (rg = 0) is then only as far below a completed one as that
+      task's 1/L + P, about 0.2 to 0.5 nats.
+    * ``"proportional"``: p~(o) proportional to rg(o) + ``floor``, i.e. rg read as the preferred
+      density of outcomes itself; the pragmatic value is lambda E_q[log(rg + floor)]. A failure
+      costs log(floor) nats, several times the spread between a slow and a fast completion, so
+      completion comes first and latency and accuracy rank completed tasks.
+
+    The epistemic value is the parameter information gain of the ensemble (Tschantz et al. 2020),
+    weighted by ``info_gain_weight``.
 
     Parameters
     ----------
     guidance_weight : float
         lambda, precision of the preference prior.
+    form : str
+        ``"exponential"`` or ``"proportional"`` (see above).
+    floor : float
+        Preference floor of the ``"proportional"`` form: p~(failure) / p~(completion with rg = 1).
     info_gain_weight : float
         Weight of parameter information gain (0 disables it: the "no information gain" ablation).
         The default 0.1 keeps early exploration (an untrained ensemble disagrees by up to log 2 nats
@@ -814,12 +833,20 @@ class PreferenceConfig:
     """
 
     guidance_weight: float = 1.0
+    form: str = "exponential"
+    floor: float = 0.01
     info_gain_weight: float = 0.1
     transition_info_gain: bool = False
     discount: float = 0.5
     completion_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.form not in ("exponential", "proportional"):
+            raise ValueError(
+                f"PreferenceConfig.form must be 'exponential' or 'proportional', got {self.form!r}"
+            )
+        if not 0 < self.floor < 1:
+            raise ValueError(f"PreferenceConfig.floor must lie in (0, 1), got {self.floor!r}")
         if not 0 < self.discount <= 1:
             raise ValueError(f"PreferenceConfig.discount must lie in (0, 1], got {self.discount!r}")
         if self.completion_weight < 0:
@@ -837,7 +864,8 @@ class PolicyEFE(NamedTuple):
     """Expected free energy of each candidate policy with its parts, each of shape ``(J,)``.
 
     ``efe = -pragmatic_value - info_gain_weight * (outcome_info_gain + transition_info_gain)``;
-    lower is better.
+    lower is better. ``expected_guidance`` is the discounted sum of E_q[rg] over the horizon in
+    either preference form (under the env-reward ablation, of the predicted reward).
     """
 
     efe: Tensor
@@ -859,6 +887,19 @@ def expected_guidance(pred: OutcomePrediction, guidance: str = "rg") -> Tensor:
     sd = pred.log_latency_sd.clamp(max=_GUIDANCE_MAX_SD)
     inv_latency = torch.exp(-pred.log_latency_mean + 0.5 * sd**2)
     return pred.p_complete * (inv_latency + pred.pass_mean.clamp(0.0, 1.0))
+
+
+def log_preference(pred: OutcomePrediction, floor: float) -> Tensor:
+    """Each member's E_q[log(rg + floor)], the pragmatic value of the proportional form.
+
+    ``p_complete * log(E[1/L] + P + floor) + (1 - p_complete) * log(floor)``: the completed branch
+    takes the log at the expected 1/L (a plug-in for E[log(1/L + P + floor)]; by Jensen it is an upper
+    bound, tight when the predicted latency spread is small). Shape ``(E, ...)``.
+    """
+    sd = pred.log_latency_sd.clamp(max=_GUIDANCE_MAX_SD)
+    inv_latency = torch.exp(-pred.log_latency_mean + 0.5 * sd**2)
+    done = torch.log(inv_latency + pred.pass_mean.clamp(0.0, 1.0) + floor)
+    return pred.p_complete * done + (1 - pred.p_complete) * math.log(floor)
 
 
 def policy_efe(
@@ -910,7 +951,9 @@ def policy_efe(
     dist_ = dist_.expand(e, j, s)
     task = task.expand(e, j, task.shape[-1])
     params = model.params()
+    proportional = pref.form == "proportional" and model.config.guidance == "rg"
     guidance = torch.zeros(j)
+    preference = torch.zeros(j)
     completion = torch.zeros(j)
     ig_out = torch.zeros(j)
     ig_tr = torch.zeros(j)
@@ -924,7 +967,9 @@ def policy_efe(
                 model.outcome_features(dyn, dist_, task, srv, sh), params, per_member=True
             )
             w = pref.discount**step
-            guidance += w * expected_guidance(pred, model.config.guidance).mean(0)
+            rg = expected_guidance(pred, model.config.guidance).mean(0)
+            guidance += w * rg
+            preference += w * (log_preference(pred, pref.floor).mean(0) if proportional else rg)
             completion += w * pred.p_complete.mean(0)
             p_obs = pred.p_complete.mean(0)
             ig_out += w * (
@@ -940,7 +985,7 @@ def policy_efe(
                 dyn = dyn + tr.delta_mean
                 rem = dyn[..., :N_RESOURCES].clamp(0.0, 1.0)
                 dyn = torch.cat([rem, dyn[..., N_RESOURCES:]], -1)
-    pragmatic = pref.guidance_weight * guidance + pref.completion_weight * completion
+    pragmatic = pref.guidance_weight * preference + pref.completion_weight * completion
     efe = -pragmatic - pref.info_gain_weight * (ig_out + ig_tr)
     return PolicyEFE(efe, pragmatic, ig_out, ig_tr, guidance)
 
