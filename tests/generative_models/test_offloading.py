@@ -9,7 +9,10 @@ from generative_models.offloading import (
     ModelConfig,
     ObservationLayout,
     OffloadingWorldModel,
+    OutcomePrediction,
     PreferenceConfig,
+    expected_guidance,
+    log_preference,
     policy_efe,
 )
 
@@ -140,6 +143,50 @@ def test_weights_of_the_efe():
     torch.testing.assert_close(no_ig.efe, -no_ig.pragmatic_value)
     doubled = policy_efe(m, obs, c, v, PreferenceConfig(guidance_weight=2.0, info_gain_weight=0.0))
     torch.testing.assert_close(doubled.efe, 2 * no_ig.efe)
+
+
+def test_proportional_preferences_put_completion_first():
+    """p~ proportional to rg + floor: a failure costs log(floor); exp(lambda rg) barely notices it."""
+    with pytest.raises(ValueError, match="form"):
+        PreferenceConfig(form="linear")
+    with pytest.raises(ValueError, match="floor"):
+        PreferenceConfig(floor=0.0)
+    # Two outcomes: a sure completion at 12 s with P = 0.1, and a 2.4 s completion with P = 0.1
+    # that happens with probability 0.7 only (zero latency spread, so the plug-in is exact).
+    pred = OutcomePrediction(
+        p_complete=torch.tensor([1.0, 0.7]),
+        log_latency_mean=torch.tensor([math.log(12.0), math.log(2.4)]),
+        log_latency_sd=torch.zeros(2),
+        pass_mean=torch.tensor([0.1, 0.1]),
+        reward_mean=torch.zeros(2),
+    )
+    rg = expected_guidance(pred)
+    torch.testing.assert_close(rg, torch.tensor([1 / 12 + 0.1, 0.7 * (1 / 2.4 + 0.1)]))
+    floor = 0.01
+    lp = log_preference(pred, floor)
+    expected = torch.tensor(
+        [
+            math.log(1 / 12 + 0.1 + floor),
+            0.7 * math.log(1 / 2.4 + 0.1 + floor) + 0.3 * math.log(floor),
+        ]
+    )
+    torch.testing.assert_close(lp, expected)
+    # The exponential form prefers the fast gamble, the proportional form the sure completion.
+    assert rg[1] > rg[0] and lp[0] > lp[1]
+
+
+def test_policy_efe_uses_the_preference_form():
+    m, _ = _filled(50)
+    m.fit(10)
+    obs = torch.rand(OBS_DIM)
+    c = torch.randint(0, S, (6, 2))
+    v = torch.rand(6, 2, 3)
+    kw = {"info_gain_weight": 0.0, "discount": 0.5}
+    exp_form = policy_efe(m, obs, c, v, PreferenceConfig(**kw))
+    prop = policy_efe(m, obs, c, v, PreferenceConfig(form="proportional", floor=0.05, **kw))
+    torch.testing.assert_close(exp_form.pragmatic_value, exp_form.expected_guidance)
+    torch.testing.assert_close(prop.expected_guidance, exp_form.expected_guidance)
+    assert (prop.pragmatic_value < 0).all() and (prop.pragmatic_value >= 1.5 * math.log(0.05)).all()
 
 
 def test_reading_filter_averages_out_noise_in_a_static_world():
