@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +294,7 @@ def train_seed(
     checkpoint_dir: Path | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    on_episode: Callable[[int, int, float], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train one seed for ``config.episodes`` episodes, resuming from a checkpoint when there is one.
 
@@ -307,6 +310,9 @@ def train_seed(
         Show a progress bar.
     stop_after : int, optional
         Stop after this many episodes in this call (for tests of resumption).
+    on_episode : callable, optional
+        Called as ``on_episode(seed, episodes_done, completion_rate)`` after every checkpointed
+        episode (progress reporting from cluster workers).
 
     Returns
     -------
@@ -351,6 +357,8 @@ def train_seed(
                 {"digest": digest, "agent": _agent_state(agent), "records": records}, ckpt
             )
         done_now += 1
+        if on_episode is not None:
+            on_episode(seed, len(records), rec["metrics"]["completion_rate"])
         if stop_after is not None and done_now >= stop_after:
             break
     env.close()
@@ -527,11 +535,20 @@ def run_training(
     return tree
 
 
+def _report_episode(queue: Any, seed: int, n: int, completion: float) -> None:
+    queue.put((seed, n, completion))
+
+
+def _drain(queue: Any) -> list[tuple[int, int, float]]:
+    """Every message waiting on ``queue`` (returns at once)."""
+    return [tuple(m) for m in queue.get(batch=True)]
+
+
 def _train_on_dask(
     config: TrainConfig, ckpt: Path, progress: bool, workers: int, scheduler: str | None
 ) -> dict[int, list[dict[str, Any]]]:
     """One task per seed on a Dask cluster; every seed still checkpoints after each episode."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster, Queue
     from tqdm.auto import tqdm
 
     if scheduler is not None:
@@ -539,19 +556,40 @@ def _train_on_dask(
         cluster = None
     else:
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            # Any free port: its HTTP server starts even without a dashboard, and 8787 may be taken.
+            dashboard_address=":0",
+            # Shutdown chatter (workers killed after their last task) is not the user's business.
+            silence_logs=logging.ERROR,
         )
         client = Client(cluster)
     try:
+        # Workers report every finished episode on a queue; the bar counts episodes over all seeds.
+        queue = Queue(client=client)
+        report = partial(_report_episode, queue)
         futures = {
-            client.submit(train_seed, config, s, ckpt, False, pure=False, key=f"seed-{s}"): s
+            client.submit(
+                train_seed, config, s, ckpt, False, None, report, pure=False, key=f"seed-{s}"
+            ): s
             for s in config.seeds
         }
-        records: dict[int, list[dict[str, Any]]] = {}
-        bar = tqdm(total=len(futures), desc=f"{config.agent} seeds", disable=not progress)
-        for fut in as_completed(list(futures)):
-            records[futures[fut]] = fut.result()
-            bar.update()
+        total = config.episodes * len(config.seeds)
+        bar = tqdm(total=total, desc=f"{config.agent} episodes", disable=not progress)
+        done: dict[int, int] = {}
+        last: dict[int, float] = {}
+        while True:
+            finished = all(f.done() for f in futures)
+            for seed, n, completion in _drain(queue):
+                done[seed], last[seed] = n, completion
+            if last:
+                bar.update(sum(done.values()) - bar.n)
+                bar.set_postfix(completion=" ".join(f"{last[k]:.2f}" for k in sorted(last)))
+            if finished:
+                break
+            time.sleep(1.0)
+        records = {futures[f]: f.result() for f in futures}
         bar.close()
     finally:
         client.close()
