@@ -11,6 +11,7 @@ from baselines.heuristics import (
     CloudOnlyPolicy,
     EdgeLeastLoadedPolicy,
     EdgeNearestPolicy,
+    FrugalPolicy,
     GreedyPolicy,
     Policy,
     RandomPolicy,
@@ -23,6 +24,7 @@ __all__ = [
     "CloudOnlyPolicy",
     "EdgeLeastLoadedPolicy",
     "EdgeNearestPolicy",
+    "FrugalPolicy",
     "GreedyPolicy",
     "OraclePolicy",
     "Policy",
@@ -37,6 +39,7 @@ _FACTORIES: dict[str, Callable[..., Policy]] = {
     "edge_least_loaded": EdgeLeastLoadedPolicy,
     "random": RandomPolicy,
     "greedy": GreedyPolicy,
+    "frugal": FrugalPolicy,
     "oracle": OraclePolicy,
     "oracle_guidance": lambda **kw: OraclePolicy(objective="guidance", **kw),
 }
@@ -48,6 +51,7 @@ HEURISTIC_NAMES: tuple[str, ...] = (
     "edge_least_loaded",
     "random",
     "greedy",
+    "frugal",
 )
 #: Every policy ``make_policy`` knows, heuristics first, then the clairvoyant oracles: ``oracle``
 #: maximises completion, ``oracle_guidance`` rewardless guidance (the agent's objective).

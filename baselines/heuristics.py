@@ -1,11 +1,11 @@
-"""Reference heuristic policies for the offloading world: cloud-only, edge-only, random, greedy.
+"""Reference heuristic policies for the offloading world: cloud-only, edge-only, random, greedy, frugal.
 
 Each policy has ``reset(seed)`` and ``act(env, obs) -> native action``; docstrings say what they read.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -15,10 +15,12 @@ __all__ = [
     "CloudOnlyPolicy",
     "EdgeLeastLoadedPolicy",
     "EdgeNearestPolicy",
+    "FrugalPolicy",
     "GreedyPolicy",
     "Policy",
     "RandomPolicy",
     "capped_shares",
+    "frugal_choice",
 ]
 
 
@@ -150,3 +152,54 @@ class GreedyPolicy:
         score = np.where(out.completed, out.latency, out.latency + 1e9)
         k = int(np.argmin(score))
         return {"server": int(servers[k]), "shares": shares[k].astype(np.float32)}
+
+
+def frugal_choice(
+    env: CloudEdgeOffloadEnv,
+    levels: np.ndarray,
+    shadowing: Literal["expected", "realized"] = "expected",
+) -> tuple[int, np.ndarray]:
+    """The smallest grant that completes the current task, edges before clouds.
+
+    Candidates are every server with each level in ``levels`` granted to all three resources
+    (capped at what remains); among those whose predicted outcome completes, the one with the
+    smallest compute plus memory grant wins, any edge before any cloud (edges answer more
+    accurately and the cloud is the scarce fast resource).
+
+    Returns
+    -------
+    server : int
+    shares : numpy.ndarray, shape (3,), float64
+        All zero (reject the task at once) when no candidate completes.
+    """
+    n = env.n_servers
+    servers = np.repeat(np.arange(n), levels.size)
+    shares = np.minimum(np.tile(levels, n)[:, None], env.remaining[servers])
+    out = env.evaluate_actions(servers, shares, shadowing=shadowing)
+    if not out.completed.any():
+        return 0, np.zeros(3)
+    footprint = shares[:, 0] + shares[:, 2] + env.server_is_cloud[servers] * 10.0
+    k = int(np.argmin(np.where(out.completed, footprint, np.inf)))
+    return int(servers[k]), shares[k]
+
+
+class FrugalPolicy:
+    """The smallest grant that completes the current task, edges first (:func:`frugal_choice`).
+
+    Reads the true state and scores candidates with ``env.evaluate_actions`` on the expected
+    channel, as :class:`GreedyPolicy` does, but keeps resources for later tasks instead of
+    minimising this task's latency. It knows nothing of future tasks; with the realised channel it
+    is the roll-out rule of the oracle.
+    """
+
+    name = "frugal"
+
+    def __init__(self, levels: tuple[float, ...] = (1.0, 0.5, 0.34, 0.25, 0.2)) -> None:
+        self.levels = np.asarray(levels, dtype=np.float64)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Stateless."""
+
+    def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
+        server, shares = frugal_choice(env, self.levels)
+        return {"server": server, "shares": shares.astype(np.float32)}

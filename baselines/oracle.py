@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from baselines.heuristics import frugal_choice
 from environments import CloudEdgeOffloadEnv
 
 __all__ = ["OraclePolicy", "completion_upper_bound"]
@@ -59,16 +60,7 @@ class OraclePolicy:
         return servers, shares
 
     def _base_action(self, env: CloudEdgeOffloadEnv) -> tuple[int, np.ndarray]:
-        servers, shares = self._candidates(env)
-        out = env.evaluate_actions(servers, shares, shadowing="realized")
-        if not out.completed.any():
-            return 0, np.zeros(3)
-        # Smallest footprint among completing grants; edges (higher pass@100) before clouds.
-        is_cloud = env.server_is_cloud[servers]
-        footprint = shares[:, 0] + shares[:, 2] + is_cloud * 10.0
-        footprint = np.where(out.completed, footprint, np.inf)
-        k = int(np.argmin(footprint))
-        return int(servers[k]), shares[k]
+        return frugal_choice(env, self.levels, shadowing="realized")
 
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
         servers, shares = self._candidates(env)

@@ -89,6 +89,30 @@ def test_greedy_picks_lowest_predicted_latency() -> None:
         assert chosen <= other + 1e-12
 
 
+def test_frugal_takes_the_smallest_grant_that_completes() -> None:
+    env = small_env()
+    obs, _ = env.reset(seed=0)
+    policy = make_policy("frugal")
+
+    def footprint(server: int, grant: np.ndarray) -> float:
+        # compute + memory granted; any cloud counts as larger than any edge
+        return float(grant[0] + grant[2]) + 10.0 * bool(env.server_is_cloud[server])
+
+    used_edge = False
+    for _ in range(15):
+        action = policy.act(env, obs)
+        assert env.predict_outcome(action).completed
+        mine = footprint(action["server"], action["shares"])
+        used_edge |= not env.server_is_cloud[action["server"]]
+        for j in range(env.n_servers):
+            for level in (0.2, 0.25, 0.34, 0.5, 1.0):
+                grant = np.minimum(level, env.remaining[j]).astype(np.float32)
+                if env.predict_outcome({"server": j, "shares": grant}).completed:
+                    assert mine <= footprint(j, grant) + 1e-6
+        obs, *_ = env.step(action)
+    assert used_edge
+
+
 def test_oracle_restores_state_and_beats_bound_check() -> None:
     env = small_env(arrival_rate=1.5)
     obs, _ = env.reset(seed=2)
