@@ -19,6 +19,7 @@ __all__ = [
     "GreedyPolicy",
     "Policy",
     "RandomPolicy",
+    "candidate_grants",
     "capped_shares",
     "frugal_choice",
 ]
@@ -40,6 +41,19 @@ class Policy(Protocol):
 def capped_shares(env: CloudEdgeOffloadEnv, server: int, share: float) -> np.ndarray:
     """``min(share, remaining)`` per resource of ``server`` (never an over-allocation), shape (3,)."""
     return np.minimum(share, env.remaining[server]).astype(np.float32)
+
+
+def candidate_grants(env: CloudEdgeOffloadEnv, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every server with each level granted to all three resources, capped at what remains.
+
+    Returns
+    -------
+    servers : numpy.ndarray of int, shape (n_servers * len(levels),)
+    shares : numpy.ndarray, shape (n_servers * len(levels), 3)
+    """
+    n = env.n_servers
+    servers = np.repeat(np.arange(n), levels.size)
+    return servers, np.minimum(np.tile(levels, n)[:, None], env.remaining[servers])
 
 
 def _servers_of(env: CloudEdgeOffloadEnv, kind: str) -> np.ndarray:
@@ -145,9 +159,7 @@ class GreedyPolicy:
         """Stateless."""
 
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
-        n, lv = env.n_servers, self.levels
-        servers = np.repeat(np.arange(n), lv.size)
-        shares = np.minimum(np.tile(lv, n)[:, None], env.remaining[servers])
+        servers, shares = candidate_grants(env, self.levels)
         out = env.evaluate_actions(servers, shares)
         score = np.where(out.completed, out.latency, out.latency + 1e9)
         k = int(np.argmin(score))
@@ -172,9 +184,7 @@ def frugal_choice(
     shares : numpy.ndarray, shape (3,), float64
         All zero (reject the task at once) when no candidate completes.
     """
-    n = env.n_servers
-    servers = np.repeat(np.arange(n), levels.size)
-    shares = np.minimum(np.tile(levels, n)[:, None], env.remaining[servers])
+    servers, shares = candidate_grants(env, levels)
     out = env.evaluate_actions(servers, shares, shadowing=shadowing)
     if not out.completed.any():
         return 0, np.zeros(3)

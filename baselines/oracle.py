@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.heuristics import frugal_choice
+from baselines.heuristics import candidate_grants, frugal_choice
 from environments import CloudEdgeOffloadEnv
 
 __all__ = ["OraclePolicy", "completion_upper_bound"]
@@ -53,17 +53,11 @@ class OraclePolicy:
     def reset(self, seed: int | None = None) -> None:
         """Stateless (the plan depends only on the episode)."""
 
-    def _candidates(self, env: CloudEdgeOffloadEnv) -> tuple[np.ndarray, np.ndarray]:
-        n, lv = env.n_servers, self.levels
-        servers = np.repeat(np.arange(n), lv.size)
-        shares = np.minimum(np.tile(lv, n)[:, None], env.remaining[servers])
-        return servers, shares
-
     def _base_action(self, env: CloudEdgeOffloadEnv) -> tuple[int, np.ndarray]:
         return frugal_choice(env, self.levels, shadowing="realized")
 
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
-        servers, shares = self._candidates(env)
+        servers, shares = candidate_grants(env, self.levels)
         out = env.evaluate_actions(servers, shares, shadowing="realized")
         ok = np.flatnonzero(out.completed)
         if ok.size == 0:
