@@ -875,31 +875,37 @@ class PolicyEFE(NamedTuple):
     expected_guidance: Tensor
 
 
-def expected_guidance(pred: OutcomePrediction, guidance: str = "rg") -> Tensor:
-    """Each member's expected rewardless guidance E[tc (1/L + P)], shape ``(E, ...)``.
+def _completed_value(pred: OutcomePrediction) -> Tensor:
+    """E[1/L] + P of a completed task, per member: ``(E, ...)``.
 
     With log L ~ Normal(mu, sd), E[1/L] = exp(-mu + sd^2 / 2) (log-normal moment, sd capped at
     ``_GUIDANCE_MAX_SD``); P is predicted in [0, 1].
-    Under ``guidance="reward"`` the learned reward head is returned instead (ablation).
+    """
+    sd = pred.log_latency_sd.clamp(max=_GUIDANCE_MAX_SD)
+    return torch.exp(-pred.log_latency_mean + 0.5 * sd**2) + pred.pass_mean.clamp(0.0, 1.0)
+
+
+def expected_guidance(pred: OutcomePrediction, guidance: str = "rg") -> Tensor:
+    """Each member's expected rewardless guidance E[tc (1/L + P)], shape ``(E, ...)``.
+
+    ``p_complete * (E[1/L] + P)`` (see :func:`_completed_value`). Under ``guidance="reward"`` the
+    learned reward head is returned instead (ablation).
     """
     if guidance == "reward":
         return pred.reward_mean
-    sd = pred.log_latency_sd.clamp(max=_GUIDANCE_MAX_SD)
-    inv_latency = torch.exp(-pred.log_latency_mean + 0.5 * sd**2)
-    return pred.p_complete * (inv_latency + pred.pass_mean.clamp(0.0, 1.0))
+    return pred.p_complete * _completed_value(pred)
 
 
-def log_preference(pred: OutcomePrediction, floor: float) -> Tensor:
+def log_preference(pred: OutcomePrediction, floor: float, value: Tensor | None = None) -> Tensor:
     """Each member's E_q[log(rg + floor)], the pragmatic value of the proportional form.
 
     ``p_complete * log(E[1/L] + P + floor) + (1 - p_complete) * log(floor)``: the completed branch
     takes the log at the expected 1/L (a plug-in for E[log(1/L + P + floor)]; by Jensen it is an upper
-    bound, tight when the predicted latency spread is small). Shape ``(E, ...)``.
+    bound, tight when the predicted latency spread is small). ``value`` is E[1/L] + P when the caller
+    has it already. Shape ``(E, ...)``.
     """
-    sd = pred.log_latency_sd.clamp(max=_GUIDANCE_MAX_SD)
-    inv_latency = torch.exp(-pred.log_latency_mean + 0.5 * sd**2)
-    done = torch.log(inv_latency + pred.pass_mean.clamp(0.0, 1.0) + floor)
-    return pred.p_complete * done + (1 - pred.p_complete) * math.log(floor)
+    value = _completed_value(pred) if value is None else value
+    return pred.p_complete * torch.log(value + floor) + (1 - pred.p_complete) * math.log(floor)
 
 
 def policy_efe(
@@ -951,7 +957,7 @@ def policy_efe(
     dist_ = dist_.expand(e, j, s)
     task = task.expand(e, j, task.shape[-1])
     params = model.params()
-    proportional = pref.form == "proportional" and model.config.guidance == "rg"
+    proportional = pref.form == "proportional"
     guidance = torch.zeros(j)
     preference = torch.zeros(j)
     completion = torch.zeros(j)
@@ -967,9 +973,15 @@ def policy_efe(
                 model.outcome_features(dyn, dist_, task, srv, sh), params, per_member=True
             )
             w = pref.discount**step
-            rg = expected_guidance(pred, model.config.guidance).mean(0)
+            if model.config.guidance == "reward":
+                rg = pred.reward_mean.mean(0)
+                pref_value = rg
+            else:
+                value = _completed_value(pred)  # computed once for both forms
+                rg = (pred.p_complete * value).mean(0)
+                pref_value = log_preference(pred, pref.floor, value).mean(0) if proportional else rg
             guidance += w * rg
-            preference += w * (log_preference(pred, pref.floor).mean(0) if proportional else rg)
+            preference += w * pref_value
             completion += w * pred.p_complete.mean(0)
             p_obs = pred.p_complete.mean(0)
             ig_out += w * (
