@@ -675,7 +675,7 @@ class ExactStateInference:
         Returns
         -------
         StatePosterior
-            Marginals ``qs[f]`` of shape (n_s[f],) (views into one buffer), the joint
+            Marginals ``qs[f]`` of shape (n_s[f],), the joint
             posterior of shape (n_s[0], ..., n_s[F-1]) and ``log p(o)`` of shape ().
         """
         if self._table is not None:

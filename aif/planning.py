@@ -529,8 +529,8 @@ class PolicyEvaluator:
       ``pragmatic_value``, ``state_info_gain``, ``novelty`` and the policy logits.
 
     :meth:`evaluate` then costs one matrix-vector product per factor, an outer product over
-    factors (products of 0/1 spreading maps, which beat broadcasting for these tiny axes), one matrix product with ``W``, an elementwise ``x log x`` of the predicted
-    outcomes, a gather-and-sum over steps, one matrix product with the coefficients and a
+    factors (products of 0/1 spreading maps, which beat broadcasting for these tiny axes), one
+    matrix product with ``W``, an elementwise ``x log x`` of the predicted outcomes, a gather-and-sum over steps, one matrix product with the coefficients and a
     softmax, whatever the number of policies.
 
     Parameters
