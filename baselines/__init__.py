@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from baselines.heuristics import (
     CloudOnlyPolicy,
+    EdgeFirstPolicy,
     EdgeLeastLoadedPolicy,
     EdgeNearestPolicy,
     FrugalPolicy,
@@ -22,6 +23,7 @@ __all__ = [
     "HEURISTIC_NAMES",
     "POLICY_NAMES",
     "CloudOnlyPolicy",
+    "EdgeFirstPolicy",
     "EdgeLeastLoadedPolicy",
     "EdgeNearestPolicy",
     "FrugalPolicy",
@@ -40,6 +42,7 @@ _FACTORIES: dict[str, Callable[..., Policy]] = {
     "random": RandomPolicy,
     "greedy": GreedyPolicy,
     "frugal": FrugalPolicy,
+    "edge_first": EdgeFirstPolicy,
     "oracle": OraclePolicy,
     "oracle_guidance": lambda **kw: OraclePolicy(objective="guidance", **kw),
 }
@@ -52,6 +55,7 @@ HEURISTIC_NAMES: tuple[str, ...] = (
     "random",
     "greedy",
     "frugal",
+    "edge_first",
 )
 #: Every policy ``make_policy`` knows, heuristics first, then the clairvoyant oracles: ``oracle``
 #: maximises completion, ``oracle_guidance`` rewardless guidance (the agent's objective).

@@ -1,4 +1,4 @@
-"""Reference heuristic policies for the offloading world: cloud-only, edge-only, random, greedy, frugal.
+"""Reference heuristic policies for the offloading world: cloud-only, edge-only, random, greedy, frugal, edge-first.
 
 Each policy has ``reset(seed)`` and ``act(env, obs) -> native action``; docstrings say what they read.
 """
@@ -13,6 +13,7 @@ from environments import CloudEdgeOffloadEnv
 
 __all__ = [
     "CloudOnlyPolicy",
+    "EdgeFirstPolicy",
     "EdgeLeastLoadedPolicy",
     "EdgeNearestPolicy",
     "FrugalPolicy",
@@ -39,12 +40,14 @@ class Policy(Protocol):
 
 
 def capped_shares(env: CloudEdgeOffloadEnv, server: int, share: float) -> np.ndarray:
-    """``min(share, remaining)`` per resource of ``server`` (never an over-allocation), shape (3,)."""
-    return np.minimum(share, env.remaining[server]).astype(np.float32)
+    """``min(share, free now)`` per resource of ``server`` (a grant that never waits), shape (3,)."""
+    return np.minimum(share, np.maximum(env.remaining[server], 0.0)).astype(np.float32)
 
 
 def candidate_grants(env: CloudEdgeOffloadEnv, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every server with each level granted to all three resources, capped at what remains.
+    """Every server with each level granted to all three resources, as fractions of its total.
+
+    A level larger than what is free waits in the server's queue until it is released.
 
     Returns
     -------
@@ -53,7 +56,7 @@ def candidate_grants(env: CloudEdgeOffloadEnv, levels: np.ndarray) -> tuple[np.n
     """
     n = env.n_servers
     servers = np.repeat(np.arange(n), levels.size)
-    return servers, np.minimum(np.tile(levels, n)[:, None], env.remaining[servers])
+    return servers, np.repeat(np.tile(levels, n)[:, None], 3, axis=1)
 
 
 def _servers_of(env: CloudEdgeOffloadEnv, kind: str) -> np.ndarray:
@@ -63,33 +66,30 @@ def _servers_of(env: CloudEdgeOffloadEnv, kind: str) -> np.ndarray:
     return idx
 
 
+_FULL = np.ones(3, np.float32)
+
+
 class CloudOnlyPolicy:
-    """Every task to the cloud with the most remaining compute, granting ``share`` of each resource
-    capped at what remains. Reads the true remaining resources (as the observation shows them
-    when partial observability is off)."""
+    """Every task to the cloud with the fewest tasks running or waiting, granting all of its
+    compute, bandwidth and memory (the task waits in the cloud's queue while it is busy). Reads
+    the server occupancy (as the observation shows it when partial observability is off)."""
 
     name = "cloud"
-
-    def __init__(self, share: float = 1.0) -> None:
-        self.share = share
 
     def reset(self, seed: int | None = None) -> None:
         """Stateless."""
 
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
         clouds = _servers_of(env, "cloud")
-        j = int(clouds[np.argmax(env.remaining[clouds, 0])])
-        return {"server": j, "shares": capped_shares(env, j, self.share)}
+        load = env.active_count[clouds] + env.waiting_count[clouds]
+        return {"server": int(clouds[np.argmin(load)]), "shares": _FULL.copy()}
 
 
 class EdgeNearestPolicy:
-    """Every task to the nearest edge server (by the observed distance row), granting ``share``
-    capped at what remains (reads the true remaining resources)."""
+    """Every task to the nearest edge server (by the observed distance row) with a full grant,
+    waiting in its queue while it is busy. Reads the observation only."""
 
     name = "edge_nearest"
-
-    def __init__(self, share: float = 1.0) -> None:
-        self.share = share
 
     def reset(self, seed: int | None = None) -> None:
         """Stateless."""
@@ -97,18 +97,15 @@ class EdgeNearestPolicy:
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
         edges = _servers_of(env, "edge")
         dist = np.asarray(obs)[env.obs_layout["distance"]]
-        j = int(edges[np.argmin(dist[edges])])
-        return {"server": j, "shares": capped_shares(env, j, self.share)}
+        return {"server": int(edges[np.argmin(dist[edges])]), "shares": _FULL.copy()}
 
 
 class EdgeLeastLoadedPolicy:
-    """Every task to the edge server with the most remaining compute (ties: fewest tasks held,
-    then nearest), granting ``share`` capped at what remains (reads the true server state)."""
+    """Every task to the edge server with the fewest tasks running or waiting (ties: the most
+    free compute, then the nearest) with a full grant, waiting in its queue while it is busy.
+    Reads the server occupancy and free resources (as the observation shows them)."""
 
     name = "edge_least_loaded"
-
-    def __init__(self, share: float = 1.0) -> None:
-        self.share = share
 
     def reset(self, seed: int | None = None) -> None:
         """Stateless."""
@@ -116,11 +113,9 @@ class EdgeLeastLoadedPolicy:
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
         edges = _servers_of(env, "edge")
         dist = np.asarray(obs)[env.obs_layout["distance"]][edges]
-        rem = env.remaining[edges, 0]
-        held = env.active_count[edges]
-        order = np.lexsort((dist, held, -rem))
-        j = int(edges[order[0]])
-        return {"server": j, "shares": capped_shares(env, j, self.share)}
+        load = env.active_count[edges] + env.waiting_count[edges]
+        order = np.lexsort((dist, -env.remaining[edges, 0], load))
+        return {"server": int(edges[order[0]]), "shares": _FULL.copy()}
 
 
 class RandomPolicy:
@@ -145,9 +140,10 @@ class RandomPolicy:
 class GreedyPolicy:
     """Lowest predicted latency for the current task given the true state.
 
-    Candidates: every server with each level in ``levels`` granted to all three resources,
-    capped at what remains; scored by ``env.evaluate_actions`` with the expected channel. Picks
-    the lowest latency (completed candidates first), ignoring what later tasks will need.
+    Candidates: every server with each level in ``levels`` granted to all three resources (a
+    grant larger than what is free waits in the queue); scored by ``env.evaluate_actions`` on the
+    true server state with the expected channel (no shadowing sample). Picks the lowest latency
+    (completed candidates first), ignoring what later tasks will need.
     """
 
     name = "greedy"
@@ -174,15 +170,15 @@ def frugal_choice(
     """The smallest grant that completes the current task, edges before clouds.
 
     Candidates are every server with each level in ``levels`` granted to all three resources
-    (capped at what remains); among those whose predicted outcome completes, the one with the
-    smallest compute plus memory grant wins, any edge before any cloud (edges answer more
-    accurately and the cloud is the scarce fast resource).
+    (a grant larger than what is free waits in the queue); among those whose predicted outcome
+    completes, the one with the smallest compute plus memory grant wins, any edge before any
+    cloud (edges answer more accurately and the cloud is the scarce fast resource).
 
     Returns
     -------
     server : int
     shares : numpy.ndarray, shape (3,), float64
-        All zero (reject the task at once) when no candidate completes.
+        All zero (reject the task at once, holding nothing) when no candidate completes.
     """
     servers, shares = candidate_grants(env, levels)
     out = env.evaluate_actions(servers, shares, shadowing=shadowing)
@@ -213,3 +209,44 @@ class FrugalPolicy:
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
         server, shares = frugal_choice(env, self.levels)
         return {"server": server, "shares": shares.astype(np.float32)}
+
+
+class EdgeFirstPolicy:
+    """Edges first, the cloud for the overflow: the paper's division of labour as a rule.
+
+    The task goes to an idle edge server (full grant, nearest first) when one is predicted to
+    complete it; otherwise to the cloud grant among ``levels`` predicted to finish soonest;
+    otherwise to the edge whose queue is predicted to finish it soonest; a task nothing completes
+    is rejected at once. So edges take what they can without queueing and the cloud absorbs the
+    overflow, the loss system of Erlang's formula. Predictions come from
+    ``env.evaluate_actions`` on the true server state with the expected channel, as for
+    :class:`GreedyPolicy`; it knows nothing of future tasks.
+    """
+
+    name = "edge_first"
+
+    def __init__(self, levels: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> None:
+        self.levels = np.asarray(levels, dtype=np.float64)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Stateless."""
+
+    def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
+        edges = np.flatnonzero(~env.server_is_cloud)
+        edge_out = env.evaluate_actions(edges, np.ones((edges.size, 3)))
+        idle = edge_out.completed & (edge_out.queueing <= 0.0)
+        if idle.any():
+            dist = np.asarray(obs)[env.obs_layout["distance"]][edges]
+            k = int(np.argmin(np.where(idle, dist, np.inf)))
+            return {"server": int(edges[k]), "shares": _FULL.copy()}
+        servers, shares = candidate_grants(env, self.levels)
+        clouds = env.server_is_cloud[servers]
+        servers, shares = servers[clouds], shares[clouds]
+        out = env.evaluate_actions(servers, shares)
+        if out.completed.any():
+            k = int(np.argmin(np.where(out.completed, out.latency, np.inf)))
+            return {"server": int(servers[k]), "shares": shares[k].astype(np.float32)}
+        if edge_out.completed.any():
+            k = int(np.argmin(np.where(edge_out.completed, edge_out.latency, np.inf)))
+            return {"server": int(edges[k]), "shares": _FULL.copy()}
+        return {"server": 0, "shares": np.zeros(3, np.float32)}

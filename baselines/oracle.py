@@ -100,10 +100,13 @@ def completion_upper_bound(env: CloudEdgeOffloadEnv) -> float:
     n = env.n_servers
     feasible = 0
     idle = start._replace(
-        used=np.zeros_like(start.used),
-        slot_free=np.where(env._slot_pad, np.inf, 0.0),
-        n_act=0,
-        active_count=np.zeros_like(start.active_count),
+        h_srv=start.h_srv[:0],
+        h_start=start.h_start[:0],
+        h_end=start.h_end[:0],
+        h_grant=start.h_grant[:0],
+        w_srv=start.w_srv[:0],
+        w_leave=start.w_leave[:0],
+        head=np.zeros_like(start.head),
     )
     for i in range(n_tasks):
         env.set_state(idle._replace(step=i, clock=float(env.arrivals[i])))

@@ -1,6 +1,7 @@
 """The 6G cloud-edge LLM-offloading world: a Gymnasium environment, its physics and LLM profiles.
 
-Importing this package registers ``CloudEdgeOffload-v0`` (paper preset) and ``CloudEdgeOffload-large-v0``.
+Importing this package registers ``CloudEdgeOffload-v1`` (paper preset), ``CloudEdgeOffload-congested-v1`` and
+``CloudEdgeOffload-large-v1``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ __all__ = [
 
 #: Registered environment ids and their presets.
 ENV_IDS: dict[str, str] = {
-    "CloudEdgeOffload-v0": "paper",
-    "CloudEdgeOffload-large-v0": "large",
+    "CloudEdgeOffload-v1": "paper",
+    "CloudEdgeOffload-congested-v1": "congested",
+    "CloudEdgeOffload-large-v1": "large",
 }
 
 for _env_id, _preset in ENV_IDS.items():

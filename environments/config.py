@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "PRESETS",
     "NetworkConfig",
     "PartialObservabilityConfig",
     "RadioConfig",
@@ -80,7 +81,9 @@ class TerminalKindConfig(_Checked):
     speed_mps: float = Field(description="speed (m/s), assumed")
     height_m: float = Field(default=1.5, description="height (m); UAV altitude, assumed")
     tx_power_dbm: float = Field(default=23.0, description="uplink power, 3GPP power class 3")
-    noise_figure_db: float = Field(default=7.0, description="receiver noise figure, facts.md 5")
+    noise_figure_db: float = Field(
+        default=7.0, description="receiver noise figure (dB), typical terminal 7-9 dB"
+    )
 
     _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
         "count": (0, 1_000_000, True, True),
@@ -106,7 +109,7 @@ class RadioConfig(_Checked):
     antenna_gain_db: float = Field(default=10.0, description="combined antenna gain g, assumed")
     bs_tx_power_dbm: float = Field(default=40.0, description="downlink power of a site, assumed")
     bs_noise_figure_db: float = Field(
-        default=5.0, description="base-station noise figure, facts.md 5"
+        default=5.0, description="base-station noise figure (dB), typical"
     )
     noise_psd_dbm_hz: float = Field(default=-174.0, description="thermal noise density kT")
 
@@ -125,7 +128,9 @@ class NetworkConfig(_Checked):
     """Wide-area network and packet sizes."""
 
     wan_one_way_s: float = Field(default=0.02, description="one-way WAN delay to a cloud, assumed")
-    fibre_s_per_km: float = Field(default=5e-6, description="fibre delay per km, facts.md 5")
+    fibre_s_per_km: float = Field(
+        default=5e-6, description="fibre delay per km (light in glass, about 5 us/km)"
+    )
     request_header_bytes: float = Field(default=200.0, description="request overhead, assumed")
     result_bytes_per_token: float = Field(
         default=4.0, description="result bytes per token, assumed"
@@ -168,8 +173,12 @@ class ScenarioConfig(_Checked):
     name: str = "custom"
     t_max: float = Field(default=15.0, description="maximum acceptable latency (s), paper: 1..15")
     tasks_per_episode: int = Field(default=100, description="tasks per episode, paper: 100")
-    arrival_rate: float = Field(
-        default=0.65, description="Poisson task arrivals per second, assumed"
+    episode_window_s: float = Field(
+        default=300.0,
+        description=(
+            "time window (s) the episode's arrivals fall in: a Poisson process conditioned on "
+            "tasks_per_episode arrivals in the window, so more tasks mean a higher load (assumed)"
+        ),
     )
     area_m: tuple[float, float] = Field(default=(2000.0, 2000.0), description="area (m), assumed")
     servers: tuple[ServerConfig, ...]
@@ -181,7 +190,7 @@ class ScenarioConfig(_Checked):
     _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
         "t_max": (0.0, 3600.0, False, True),
         "tasks_per_episode": (1, 1_000_000, True, True),
-        "arrival_rate": (0.0, 10_000.0, False, True),
+        "episode_window_s": (0.0, 1e7, False, True),
         "area_m": (1.0, 1e6, True, True),
     }
 
@@ -212,25 +221,33 @@ class ScenarioConfig(_Checked):
         return len(self.servers)
 
     @property
+    def arrival_rate(self) -> float:
+        """Mean arrivals per second, ``tasks_per_episode / episode_window_s``."""
+        return self.tasks_per_episode / self.episode_window_s
+
+    @property
     def n_terminals(self) -> int:
         """Number of terminals over all kinds."""
         return sum(t.count for t in self.terminals.values())
 
     @classmethod
     def preset(cls, name: str = "paper", **overrides: Any) -> ScenarioConfig:
-        """A named preset (``"paper"`` or ``"large"``) with top-level fields overridden.
+        """A named preset (one of :data:`PRESETS`) with top-level fields overridden.
 
         Parameters
         ----------
-        name : {"paper", "large"}
+        name : {"paper", "congested", "large"}
+            ``paper``: the paper's operating point (calibrated, see ``docs/environment.md``);
+            ``congested``: the paper's servers under about twice the load; ``large``: 40 servers
+            and 5000 terminals.
         **overrides
             Top-level fields, e.g. ``t_max=5.0`` or
-            ``partial_observability={"noise_std": 0.05}``.
+            ``partial_observability={"noise_std": 0.05}``. ``tasks_per_episode`` keeps the
+            preset's time window, so it sets the load.
         """
-        builders = {"paper": _paper_dict, "large": _large_dict}
-        if name not in builders:
-            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(builders)}")
-        data = builders[name]()
+        if name not in _BUILDERS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {list(PRESETS)}")
+        data = _BUILDERS[name]()
         for key, value in overrides.items():
             if key not in cls.model_fields:
                 raise ValueError(
@@ -250,6 +267,11 @@ class ScenarioConfig(_Checked):
             data[key] = value.model_dump() if isinstance(value, BaseModel) else value
         return type(self).model_validate(data)
 
+
+#: Time window of the paper preset's 100 arrivals (s): 5/12 of a task per second on average.
+PAPER_WINDOW_S = 240.0
+#: Window of the ``congested`` preset: 100 tasks at 0.65 per second.
+CONGESTED_WINDOW_S = 100.0 / 0.65
 
 CLOUD_PROFILE = "gptj6b-a800-optimised"
 EDGE_PROFILE = "gptj6b-rtx3090-eager"
@@ -275,7 +297,8 @@ def _paper_dict() -> dict[str, Any]:
         "name": "paper",
         "t_max": 15.0,
         "tasks_per_episode": 100,
-        "arrival_rate": 0.65,
+        # Calibrated with the reference policies (docs/environment.md, "Calibration").
+        "episode_window_s": PAPER_WINDOW_S,
         "area_m": (2000.0, 2000.0),
         "servers": [cloud, *edges],
         "terminals": {
@@ -320,7 +343,7 @@ def _large_dict() -> dict[str, Any]:
         "name": "large",
         "t_max": 15.0,
         "tasks_per_episode": 1000,
-        "arrival_rate": 5.0,
+        "episode_window_s": 200.0,
         "area_m": (6000.0, 6000.0),
         "servers": servers,
         "terminals": {
@@ -330,3 +353,17 @@ def _large_dict() -> dict[str, Any]:
             "pc": {"count": 1000, "speed_mps": 0.0, "height_m": 1.5},
         },
     }
+
+
+def _congested_dict() -> dict[str, Any]:
+    # The paper's servers and terminals at 0.65 arrivals per second (assumed): a load at which no
+    # schedule completes every task.
+    data = _paper_dict()
+    data["name"] = "congested"
+    data["episode_window_s"] = CONGESTED_WINDOW_S
+    return data
+
+
+_BUILDERS = {"paper": _paper_dict, "congested": _congested_dict, "large": _large_dict}
+#: Names accepted by :meth:`ScenarioConfig.preset`.
+PRESETS: tuple[str, ...] = tuple(_BUILDERS)

@@ -5,7 +5,6 @@ Physics lives in ``radio``, ``latency``, ``mobility`` and ``llm_profiles``; this
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Any, Literal, NamedTuple
 
@@ -15,26 +14,32 @@ from gymnasium import spaces
 
 from environments import radio
 from environments.config import TERMINAL_KINDS, ScenarioConfig
+from environments.latency import queue_start
 from environments.llm_profiles import ProfileTable, compute_time_vec, load_profile
 from environments.mobility import initial_state, positions_at
 from environments.tasks import task_arrays
 
-__all__ = ["CloudEdgeOffloadEnv", "Outcome", "Outcomes"]
+__all__ = ["GRANT_TOLERANCE", "NOT_FOR_POLICIES", "CloudEdgeOffloadEnv", "Outcome", "Outcomes"]
 
-# A grant may exceed what remains by this much (float32 actions vs float64 bookkeeping) and is
-# then clipped to what remains instead of counted as an over-allocation.
+#: Slack on a server's capacity of 1 when grants are added up (float32 actions against float64
+#: bookkeeping): a grant that exceeds what is free by less than this starts anyway.
 GRANT_TOLERANCE = 1e-6
+#: Key of ``info`` holding what only the simulator knows (a failed task's would-be latency and
+#: accuracy). For analysis and tests; no policy, learner or model may read it.
+NOT_FOR_POLICIES = "not_for_policies"
 _LINK_G2G, _LINK_G2A, _LINK_A2A = 0, 1, 2
-_TASK_FEATURES = ("prompt_tokens", "request_kbit", "result_kbit", *TERMINAL_KINDS, "t_max")
+_TASK_FEATURES = ("prompt_tokens", *TERMINAL_KINDS)
+_PARTS = ("transmission", "propagation", "queueing", "compute")
 
 
 class Outcome(NamedTuple):
-    """Predicted or realised result of one action for the current task.
+    """Predicted outcome of one action for the current task, as the simulator computes it.
 
-    ``latency`` is the full latency in seconds even when it exceeds ``t_max`` (then
-    ``completed`` is False and ``failure == "t_max"``); it is ``inf`` for an over-allocation (the
-    task never runs) or a zero share. ``parts`` holds ``transmission``, ``propagation``,
-    ``queueing`` and ``compute`` (seconds, summing to ``latency``; NaN for an over-allocation).
+    ``latency`` is the would-be latency in seconds, larger than ``t_max`` for a task that misses
+    its deadline (then ``completed`` is False and ``failure == "t_max"``) and ``inf`` for a
+    rejected task (a zero share, or less memory than one sample needs). ``parts`` holds
+    ``transmission``, ``propagation``, ``queueing`` and ``compute`` (seconds, summing to
+    ``latency``; NaN when rejected). Simulator knowledge: for reference policies and analysis.
     """
 
     latency: float
@@ -45,7 +50,12 @@ class Outcome(NamedTuple):
 
 
 class Outcomes(NamedTuple):
-    """Vectorised outcomes of K candidate actions; every field has shape (K,)."""
+    """Vectorised outcomes of K candidate actions; every field has shape (K,).
+
+    ``start`` is when the task would start computing (``inf`` when rejected) and ``release``
+    when its grant would be given back (its result delivered, or its deadline); a task that
+    would not start before its deadline holds nothing (``release`` NaN).
+    """
 
     latency: np.ndarray
     transmission: np.ndarray
@@ -53,24 +63,24 @@ class Outcomes(NamedTuple):
     queueing: np.ndarray
     compute: np.ndarray
     completed: np.ndarray
-    over_allocation: np.ndarray
+    rejected: np.ndarray
     pass_at_100: np.ndarray
     reward: np.ndarray
-    # Internal bookkeeping for committing the action.
     start: np.ndarray
-    done: np.ndarray
+    release: np.ndarray
+    joins: np.ndarray
 
 
 class _State(NamedTuple):
     clock: float
     step: int
-    used: np.ndarray
-    slot_free: np.ndarray
-    act_rel: np.ndarray
-    act_srv: np.ndarray
-    act_sh: np.ndarray
-    n_act: int
-    active_count: np.ndarray
+    h_srv: np.ndarray
+    h_start: np.ndarray
+    h_end: np.ndarray
+    h_grant: np.ndarray
+    w_srv: np.ndarray
+    w_leave: np.ndarray
+    head: np.ndarray
 
 
 class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
@@ -78,34 +88,38 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
 
     ## Description
     Terminals (phones, vehicles, UAVs, fixed PCs) move in an area and issue LLM inference tasks
-    (HumanEval problems, 100 samples each for pass@100) as a Poisson process. Each step the agent
+    (HumanEval problems, 100 samples each for pass@100) at random times. Each step the agent
     places the current task on one server and grants it fractions of that server's compute,
-    bandwidth and GPU memory (He et al., IEEE IoT-J 2025; TMC 2024). Grants are held until the
-    task ends and then released; each server runs at most ``parallel_limit`` tasks and queues the
-    rest. Latency = transmission + propagation + queueing + compute; a task fails when it exceeds
-    ``t_max`` or when a grant exceeds what remains. After the decision the clock advances to the
-    next arrival. Models and sources: ``docs/environment.md``.
+    bandwidth and GPU memory (He et al., IEEE IoT-J 2025; TMC 2024). Each server serves its queue
+    first come, first served: a task starts when it is at the head of the queue, one of the
+    server's ``parallel_limit`` slots is free and its whole grant is free; it holds the grant
+    until its result is delivered or its deadline passes. Latency = transmission + propagation +
+    queueing + compute. A task fails when it is not done ``t_max`` seconds after it arrived, or at
+    once when its grant cannot run it (a zero share, or less memory than one sample needs). After
+    the decision the clock advances to the next arrival. Models and sources:
+    ``docs/environment.md``.
 
     ## Action Space
     ``Dict(server=Discrete(n_servers), shares=Box(0, 1, (3,), float32))``: the server index and
     the fractions of its TOTAL compute, bandwidth and GPU memory to grant. A value outside the
-    space raises ``ValueError``; a grant larger than what remains (beyond a 1e-6 tolerance) fails
-    the task with ``failure="over_allocation"`` and reserves nothing.
+    space raises ``ValueError``. A grant larger than what is free now waits in the queue.
 
     ## Observation Space
-    ``Box(float32)`` of length ``4 n_servers + 3 n_servers + 9`` laid out as ``obs_layout``:
+    ``Box(float32)`` of length ``6 n_servers + 6`` laid out as ``obs_layout``, every entry
+    O(1) and inside tight bounds:
 
-    - ``distance`` (n_servers): current terminal to each server site, km, ``[0, d_max]``;
-    - ``remaining`` (n_servers * 3): remaining compute, bandwidth, memory fractions, server-major,
-      ``[0, 1]``;
-    - ``queue`` (n_servers): tasks holding the server (running or queued) / parallel limit,
-      ``[0, tasks_per_episode]``;
-    - ``task`` (8): prompt tokens / 2048, request size in 100 kbit, result size in 1000 kbit,
-      terminal kind one-hot (phone, vehicle, uav, pc), ``t_max`` / 100 s;
+    - ``distance`` (n_servers): radio distance from the current terminal to the site it would use
+      for each server (its own site; for a cloud, the nearest ground edge site), over the area's
+      diagonal;
+    - ``remaining`` (n_servers * 3): free compute, bandwidth and memory fractions now,
+      server-major, ``[0, 1]``;
+    - ``queue`` (n_servers * 2): per server, running tasks / parallel limit in ``[0, 1]`` and
+      waiting tasks ``w`` as ``w / (w + parallel limit)`` in ``[0, 1)``;
+    - ``task`` (5): prompt tokens over the longest HumanEval prompt, terminal kind one-hot
+      (phone, vehicle, uav, pc);
     - ``progress`` (1): tasks decided / tasks_per_episode.
 
     With ``partial_observability`` the ``remaining`` and ``queue`` readings are delayed and noisy.
-    The full terminal-to-server matrix is :meth:`distance_matrix`.
 
     ## Rewards
     ``r = 1/L + P`` for a completed task (``L`` latency in s, ``P`` its pass@100), else 0: the DRL
@@ -119,15 +133,26 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
     ``config``: a :class:`~environments.ScenarioConfig` (default: the paper preset);
     ``render_mode``: ``None``, ``"ansi"`` or ``"human"``; ``preset``: preset name used when
     ``config`` is None; further keyword arguments override top-level config fields, e.g.
-    ``gymnasium.make("CloudEdgeOffload-v0", t_max=5.0)``.
+    ``gymnasium.make("CloudEdgeOffload-v1", t_max=5.0)``.
 
     ## Info
-    ``latency``, ``latency_parts``, ``pass_at_100``, ``completed``, ``server``, ``server_kind``,
-    ``failure`` (None, "t_max" or "over_allocation"), ``rg``, ``reward``, plus ``task_id``,
-    ``terminal_kind``, ``arrival_time`` and ``shares``.
+    What a scheduler observes about the task just decided: ``completed``, ``failure`` (None,
+    ``"t_max"``: not done by its deadline, or ``"rejected"``: the grant cannot run it),
+    ``latency`` and ``latency_parts`` (None unless completed), ``given_up_after`` (seconds after
+    arrival at which a failed task was given up: ``t_max``, or 0 when rejected; None when
+    completed), ``pass_at_100`` (None unless completed), ``reward``, ``rg``, ``server``,
+    ``server_kind``, ``shares``, ``task_id``, ``terminal_kind``, ``arrival_time``, and the times
+    ``start_time`` (None if it never started), ``release_time`` (its grant given back; None if
+    it never held one) and ``outcome_time`` (when the outcome is known). The env returns them at
+    the decision; a learner that wants strict timing waits until ``outcome_time``.
+    ``info["not_for_policies"]`` holds the simulator's uncensored values (would-be latency,
+    parts and pass@100 of every task) for analysis only.
 
     ## Version History
-    * v0: initial version.
+    * v1: first-come first-served queues on slots and resources, censored outcomes, scaled
+      observations, a time window per episode, profiles that decode what they reserve.
+    * v0: grants reserved at the decision; an allocation above what remains failed the task
+      (removed).
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
@@ -173,15 +198,18 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         self.up_hz = np.asarray([s.uplink_hz for s in cfg.servers], float)
         self.down_hz = np.asarray([s.downlink_hz for s in cfg.servers], float)
         self.parallel_limit = np.asarray([s.parallel_limit for s in cfg.servers], np.int64)
-        self.up_hz_list = [float(v) for v in self.up_hz]
-        self.down_hz_list = [float(v) for v in self.down_hz]
         self.profiles = [load_profile(s.profile) for s in cfg.servers]
         self.table = ProfileTable.from_profiles(self.profiles)
+        #: Smallest memory share that holds one sample on each server, shape (n_servers,).
+        self.min_memory_share = np.asarray([p.min_memory_share for p in self.profiles])
         self.pass_table = np.stack([p.pass_at_k for p in self.profiles])  # (n, n_problems)
         self.prompt_tokens, request_bytes = task_arrays()
         self.request_bits = 8.0 * (request_bytes + cfg.network.request_header_bytes)
         self.result_bits = (
-            8.0 * self.table.samples * self.table.new_tokens * cfg.network.result_bytes_per_token
+            8.0
+            * self.table.samples
+            * self.table.max_new_tokens
+            * cfg.network.result_bytes_per_token
         )
         # Clouds are reached over the radio hop to the nearest ground edge site, then fibre.
         ground_edges = np.flatnonzero(~self.server_is_cloud & ~self.server_aerial)
@@ -193,8 +221,6 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             fibre[j] = np.min(np.linalg.norm(self.access_pos - self.server_pos[j], axis=1)) / 1000.0
         self.fibre_km = fibre
         self.backhaul_s = self.wan_s + fibre * cfg.network.fibre_s_per_km
-        self.backhaul_list = [float(v) for v in self.backhaul_s]
-        self.result_bits_list = [float(v) for v in self.result_bits]
         # Terminals.
         kinds, speeds, heights, power, nf = [], [], [], [], []
         for k_idx, kind in enumerate(TERMINAL_KINDS):
@@ -213,19 +239,34 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         self.term_nf = np.asarray(nf, float)
         self.n_terminals = self.term_kind.size
         self.area = np.asarray(cfg.area_m, float)
-        self._slot_cols = int(self.parallel_limit.max())
-        self._slot_pad = np.arange(self._slot_cols)[None, :] >= self.parallel_limit[:, None]
-        self._active_cap = 64
+        self.area_diagonal_m = float(np.hypot(*self.area))
+        self._deadline = float(cfg.t_max)
+
+    def _link_distance_bound(self) -> np.ndarray:
+        """Largest radio distance to each server's link site over the area, over the diagonal."""
+        h_max = float(self.term_height.max()) if self.term_height.size else 0.0
+        corners = np.asarray(
+            [[x, y, h] for x in (0, self.area[0]) for y in (0, self.area[1]) for h in (0, h_max)]
+        )
+
+        def farthest(sites: np.ndarray) -> np.ndarray:
+            return np.max(np.linalg.norm(corners[:, None, :] - sites[None], axis=-1), axis=0)
+
+        bound = farthest(self.server_pos)
+        if self.server_is_cloud.any():
+            # A cloud's link goes to the access site nearest the terminal, never farther than the
+            # farthest any access site can be.
+            bound[self.server_is_cloud] = farthest(self.access_pos).max()
+        return bound / self.area_diagonal_m
 
     def _build_observation_space(self) -> None:
         n = self.n_servers
-        cfg = self.config
         layout: dict[str, slice] = {}
         pos = 0
         for name, size in (
             ("distance", n),
             ("remaining", 3 * n),
-            ("queue", n),
+            ("queue", 2 * n),
             ("task", len(_TASK_FEATURES)),
             ("progress", 1),
         ):
@@ -233,19 +274,12 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             pos += size
         self.obs_layout = layout
         self.task_feature_names = _TASK_FEATURES
-        corners = np.asarray(
-            [[x, y, h] for x in (0, self.area[0]) for y in (0, self.area[1]) for h in (0, 10_000)]
-        )
-        d_max = np.max(np.linalg.norm(corners[:, None, :] - self.server_pos[None], axis=-1), axis=0)
         low = np.zeros(pos, np.float32)
-        high = np.empty(pos, np.float32)
-        high[layout["distance"]] = d_max / 1000.0 * 1.01 + 1.0
-        high[layout["remaining"]] = 1.0
-        high[layout["queue"]] = float(cfg.tasks_per_episode)
-        high[layout["task"]] = (4.0, 100.0, 100.0, 1.0, 1.0, 1.0, 1.0, 36.0)
-        high[layout["progress"]] = 1.0
+        high = np.ones(pos, np.float32)
+        high[layout["distance"]] = self._link_distance_bound() * 1.001
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self._obs_low, self._obs_high = low, high
+        self._max_prompt = float(self.prompt_tokens.max())
 
     # ------------------------------------------------------------------ episode
     def reset(
@@ -256,19 +290,23 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         cfg = self.config
         rng = self.np_random
         n, t_count = self.n_servers, cfg.tasks_per_episode
-        self.arrivals = np.cumsum(rng.exponential(1.0 / cfg.arrival_rate, size=t_count))
+        # A Poisson process conditioned on t_count arrivals in the window: sorted uniform times.
+        self.arrivals = np.sort(rng.uniform(0.0, cfg.episode_window_s, size=t_count))
         self.task_terminal = rng.integers(0, self.n_terminals, size=t_count)
         self.task_problem = rng.integers(0, self.prompt_tokens.size, size=t_count)
         self.shadow_db = rng.normal(0.0, cfg.radio.shadowing_std_db, size=(t_count, 2, n))
         self.p0, self.vel = initial_state(rng, self.term_speed, self.term_height, self.area)
         self._precompute_uplinks()
-        self._used = np.zeros((n, 3))
-        self._slot_free = np.where(self._slot_pad, np.inf, 0.0)
-        self._act_rel = np.zeros(self._active_cap)
-        self._act_srv = np.zeros(self._active_cap, np.int64)
-        self._act_sh = np.zeros((self._active_cap, 3))
-        self._n_act = 0
-        self._active_count = np.zeros(n, np.int64)
+        cap = 16
+        self._h_srv = np.zeros(cap, np.int64)
+        self._h_start = np.zeros(cap)
+        self._h_end = np.zeros(cap)
+        self._h_grant = np.zeros((cap, 3))
+        self._n_h = 0
+        self._w_srv = np.zeros(cap, np.int64)
+        self._w_leave = np.zeros(cap)
+        self._n_w = 0
+        self._head = np.zeros(n)
         self._step = 0
         self._clock = float(self.arrivals[0])
         self._history: deque[np.ndarray] = deque(maxlen=cfg.partial_observability.delay_steps + 1)
@@ -282,7 +320,8 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         if not self._episode_ready:
             raise RuntimeError("call reset() before step()")
         server, shares = self._validate_action(action)
-        info = self._commit(server, shares, self._evaluate_one(server, shares, realized=True))
+        out = self._evaluate(np.asarray([server]), shares[None, :], realized=True)
+        info = self._commit(server, shares, out)
         terminated = self._step >= self.config.tasks_per_episode
         if terminated:
             self._episode_ready = False
@@ -329,27 +368,29 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
 
     # ------------------------------------------------------------------ physics
     def _path_loss(self, kind: Any, d3: Any, d2: Any, h_site: Any, h_term: Any) -> Any:
-        """Path loss (dB) by link kind; scalars or arrays of one shape.
+        """Path loss (dB) by link kind; arrays of one shape.
 
         Ground-to-ground: the configured model; ground-to-air: Al-Hourani; air-to-air: free space.
         """
         rc = self.config.radio
-        if np.ndim(kind) == 0:
-            if kind == _LINK_G2G:
-                return radio.ground_to_ground_path_loss(
-                    rc.g2g_model, d3, d2, rc.carrier_ghz, h_site, h_term
-                )
-            if kind == _LINK_G2A:
-                elevation = np.degrees(np.arctan2(np.abs(h_site - h_term), np.maximum(d2, 1e-9)))
-                return radio.air_to_ground_path_loss(
-                    d3, elevation, rc.carrier_ghz, rc.a2g_environment
-                )
-            return radio.air_to_air_path_loss(d3, rc.carrier_ghz, rc.a2a_alpha)
         out = np.empty(np.shape(kind))
         for code in (_LINK_G2G, _LINK_G2A, _LINK_A2A):
             mask = kind == code
-            if mask.any():
-                out[mask] = self._path_loss(code, d3[mask], d2[mask], h_site[mask], h_term[mask])
+            if not mask.any():
+                continue
+            if code == _LINK_G2G:
+                out[mask] = radio.ground_to_ground_path_loss(
+                    rc.g2g_model, d3[mask], d2[mask], rc.carrier_ghz, h_site[mask], h_term[mask]
+                )
+            elif code == _LINK_G2A:
+                elevation = np.degrees(
+                    np.arctan2(np.abs(h_site[mask] - h_term[mask]), np.maximum(d2[mask], 1e-9))
+                )
+                out[mask] = radio.air_to_ground_path_loss(
+                    d3[mask], elevation, rc.carrier_ghz, rc.a2g_environment
+                )
+            else:
+                out[mask] = radio.air_to_air_path_loss(d3[mask], rc.carrier_ghz, rc.a2a_alpha)
         return out
 
     def _precompute_uplinks(self) -> None:
@@ -378,11 +419,10 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         d2 = np.sqrt(diff[..., 0] ** 2 + diff[..., 1] ** 2)
         h_term = np.broadcast_to(pos[:, None, 2], (t_count, n))
         pl = self._path_loss(kind, d3, d2, site[..., 2], h_term)
-        geo = self.server_pos[None, :, :] - pos[:, None, :]
-        self.task_distance_km = np.sqrt(np.einsum("tsi,tsi->ts", geo, geo)) / 1000.0
         self.link_site = site
         self.link_kind = kind
         self.link_radio_d = d3
+        self.task_distance = d3 / self.area_diagonal_m
         base = (
             self.term_power[term][:, None] + rc.antenna_gain_db - pl
             - rc.noise_psd_dbm_hz - rc.bs_noise_figure_db
@@ -395,12 +435,8 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             rc.bs_tx_power_dbm + rc.antenna_gain_db - rc.noise_psd_dbm_hz - self.term_nf[term]
         )
         feats = np.zeros((t_count, len(_TASK_FEATURES)))
-        prob = self.task_problem
-        feats[:, 0] = self.prompt_tokens[prob] / 2048.0
-        feats[:, 1] = self.request_bits[prob] / 1e5
-        feats[:, 2] = float(self.result_bits.max()) / 1e6
-        feats[np.arange(t_count), 3 + self.term_kind[term]] = 1.0
-        feats[:, 7] = self.config.t_max / 100.0
+        feats[:, 0] = self.prompt_tokens[self.task_problem] / float(self.prompt_tokens.max())
+        feats[np.arange(t_count), 1 + self.term_kind[term]] = 1.0
         self.task_features = feats
 
     def _prepare_task(self) -> None:
@@ -412,115 +448,78 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         self._l_tok = float(self.prompt_tokens[self._prob])
         self._req_bits = float(self.request_bits[self._prob])
 
-    def _evaluate_one(self, j: int, shares: np.ndarray, realized: bool) -> tuple[Any, ...]:
-        """Scalar fast path of :meth:`_evaluate` for one action (same formulas, same order).
-
-        Returns ``(latency, tx, prop, queue, comp, completed, over, p, reward, start, done)``.
-        """
-        i, t0 = self._step, self._t0
-        c, w, m = float(shares[0]), float(shares[1]), float(shares[2])
-        rem = 1.0 - self._used[j]
-        tol = GRANT_TOLERANCE
-        over = c > rem[0] + tol or w > rem[1] + tol or m > rem[2] + tol
-        snr_up = float((self.snr_up_real if realized else self.snr_up_exp)[i, j])
-        b_up = w * self.up_hz_list[j]
-        rate_up = b_up * math.log2(1.0 + snr_up / b_up) if b_up > 0.0 else 0.0
-        t_up = self._req_bits / rate_up if rate_up > 0.0 else math.inf
-        backhaul = self.backhaul_list[j]
-        prop_up = float(self.link_radio_d[i, j]) / radio.SPEED_OF_LIGHT + backhaul
-        t_srv = t0 + t_up + prop_up
-        start = max(t_srv, float(self._slot_free[j].min()))
-        queue = start - t_srv
-        comp = self.profiles[j].compute_time(self._l_tok, c, m)
-        done = start + comp
-        b_dn = w * self.down_hz_list[j]
-        if math.isfinite(done) and b_dn > 0.0:
-            pos2 = positions_at(self.p0[self._term], self.vel[self._term], done, self.area)
-            site = self.link_site[i, j]
-            dx, dy, dz = site[0] - pos2[0], site[1] - pos2[1], site[2] - pos2[2]
-            d2 = math.sqrt(dx * dx + dy * dy)
-            d3 = math.sqrt(d2 * d2 + dz * dz)
-            pl2 = float(
-                self._path_loss(int(self.link_kind[i, j]), d3, d2, float(site[2]), float(pos2[2]))
+    def _start_times(self, rows: np.ndarray, shares: np.ndarray, ready: np.ndarray) -> np.ndarray:
+        """When each candidate would start on its server's first-come first-served queue."""
+        start = ready.copy()
+        k = self._n_h
+        for j in np.unique(rows):
+            cand = rows == j
+            held = self._h_srv[:k] == j
+            start[cand] = queue_start(
+                self._h_end[:k][held],
+                self._h_grant[:k][held],
+                int(self.parallel_limit[j]),
+                ready[cand],
+                shares[cand],
+                GRANT_TOLERANCE,
             )
-            shadow = float(self.shadow_db[i, 1, j]) if realized else 0.0
-            snr_dn = 10.0 ** ((float(self.dn_base[i]) - pl2 - shadow) / 10.0)
-            rate_dn = b_dn * math.log2(1.0 + snr_dn / b_dn)
-            t_dn = self.result_bits_list[j] / rate_dn if rate_dn > 0.0 else math.inf
-            prop_dn = d3 / radio.SPEED_OF_LIGHT + backhaul
-        else:
-            t_dn, prop_dn = (
-                math.inf,
-                float(self.link_radio_d[i, j]) / radio.SPEED_OF_LIGHT + backhaul,
-            )
-        tx = t_up + t_dn
-        prop = prop_up + prop_dn
-        latency = tx + prop + queue + comp
-        if math.isnan(latency):
-            latency = math.inf
-        completed = (not over) and latency <= self.config.t_max
-        p = float(self.pass_table[j, self._prob])
-        reward = 1.0 / latency + p if completed else 0.0
-        if over:
-            nan = math.nan
-            return math.inf, nan, nan, nan, nan, False, True, p, 0.0, start, done
-        return latency, tx, prop, queue, comp, completed, False, p, reward, start, done
+        return start
 
     def _evaluate(self, rows: np.ndarray, shares: np.ndarray, realized: bool) -> Outcomes:
         """Outcomes of K candidate actions (rows (K,), shares (K, 3)) on the true current state."""
         i, t0 = self._step, self._t0
+        deadline = t0 + self._deadline
         c, w, m = shares[:, 0], shares[:, 1], shares[:, 2]
-        over = np.any(shares > (1.0 - self._used[rows]) + GRANT_TOLERANCE, axis=1)
         snr_up = (self.snr_up_real if realized else self.snr_up_exp)[i, rows]
         b_up = w * self.up_hz[rows]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rate_up = np.where(b_up > 0, b_up * np.log2(1.0 + snr_up / b_up), 0.0)
             t_up = np.where(rate_up > 0, self._req_bits / rate_up, np.inf)
-            prop_up = self.link_radio_d[i, rows] / radio.SPEED_OF_LIGHT + self.backhaul_s[rows]
-            t_srv = t0 + t_up + prop_up
-            start = np.maximum(t_srv, self._slot_free.min(axis=1)[rows])
-            queue = start - t_srv
-            comp = compute_time_vec(self.table, rows, self._l_tok, c, m)
-            done = start + comp
-            b_dn = w * self.down_hz[rows]
-            ok = np.isfinite(done) & (b_dn > 0)
-            pos2 = positions_at(
-                self.p0[self._term], self.vel[self._term], np.where(ok, done, t0), self.area
-            )
-            site = self.link_site[i, rows]
-            diff = site - pos2
-            d2 = np.sqrt(diff[:, 0] ** 2 + diff[:, 1] ** 2)
-            d3 = np.sqrt(d2 * d2 + diff[:, 2] ** 2)
-            pl2 = self._path_loss(self.link_kind[i, rows], d3, d2, site[:, 2], pos2[:, 2])
-            shadow = self.shadow_db[i, 1, rows] if realized else 0.0
-            snr_dn = 10.0 ** ((self.dn_base[i] - pl2 - shadow) / 10.0)
+        prop_up = self.link_radio_d[i, rows] / radio.SPEED_OF_LIGHT + self.backhaul_s[rows]
+        t_srv = t0 + t_up + prop_up
+        comp = compute_time_vec(self.table, rows, self._l_tok, c, m)
+        rejected = ~np.isfinite(comp) | ~np.isfinite(t_up)
+        joins = ~rejected & (t_srv < deadline)
+        ready = np.where(joins, np.maximum(t_srv, self._head[rows]), t0)
+        start = self._start_times(rows, shares, ready) if joins.any() else ready
+        done = np.where(rejected, t0, start + np.where(rejected, 0.0, comp))
+        pos2 = positions_at(self.p0[self._term], self.vel[self._term], done, self.area)
+        site = self.link_site[i, rows]
+        diff = site - pos2
+        d2 = np.sqrt(diff[:, 0] ** 2 + diff[:, 1] ** 2)
+        d3 = np.sqrt(d2 * d2 + diff[:, 2] ** 2)
+        pl2 = self._path_loss(self.link_kind[i, rows], d3, d2, site[:, 2], pos2[:, 2])
+        shadow = self.shadow_db[i, 1, rows] if realized else 0.0
+        snr_dn = 10.0 ** ((self.dn_base[i] - pl2 - shadow) / 10.0)
+        b_dn = w * self.down_hz[rows]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rate_dn = np.where(b_dn > 0, b_dn * np.log2(1.0 + snr_dn / b_dn), 0.0)
-            t_dn = np.where(ok & (rate_dn > 0), self.result_bits[rows] / rate_dn, np.inf)
-            prop_dn = (
-                np.where(ok, d3, self.link_radio_d[i, rows]) / radio.SPEED_OF_LIGHT
-                + self.backhaul_s[rows]
-            )
+            t_dn = np.where(rate_dn > 0, self.result_bits[rows] / rate_dn, np.inf)
+        prop_dn = d3 / radio.SPEED_OF_LIGHT + self.backhaul_s[rows]
+        with np.errstate(invalid="ignore"):
+            queue = start - t_srv
             tx = t_up + t_dn
             prop = prop_up + prop_dn
-            latency = tx + prop + queue + comp
-        latency = np.where(np.isnan(latency), np.inf, latency)
-        completed = ~over & (latency <= self.config.t_max)
+            latency = np.where(rejected, np.inf, tx + prop + queue + comp)
+        in_time = joins & (start < deadline)
+        completed = in_time & (latency <= self._deadline)
         p = self.pass_table[rows, self._prob]
         with np.errstate(divide="ignore"):
             reward = np.where(completed, 1.0 / latency + p, 0.0)
         nan = np.full(len(rows), np.nan)
         return Outcomes(
-            latency=np.where(over, np.inf, latency),
-            transmission=np.where(over, nan, tx),
-            propagation=np.where(over, nan, prop),
-            queueing=np.where(over, nan, queue),
-            compute=np.where(over, nan, comp),
+            latency=latency,
+            transmission=np.where(rejected, nan, tx),
+            propagation=np.where(rejected, nan, prop),
+            queueing=np.where(rejected, nan, queue),
+            compute=np.where(rejected, nan, comp),
             completed=completed,
-            over_allocation=over,
+            rejected=rejected,
             pass_at_100=p,
             reward=reward,
-            start=start,
-            done=done,
+            start=np.where(rejected, np.inf, start),
+            release=np.where(in_time, np.minimum(t0 + latency, deadline), np.nan),
+            joins=joins,
         )
 
     def evaluate_actions(
@@ -530,6 +529,9 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         shadowing: Literal["expected", "realized"] = "expected",
     ) -> Outcomes:
         """Vectorised outcomes of K candidate actions for the current task (state unchanged).
+
+        Simulator knowledge (true server state, profiles, channel model), for reference policies
+        and analysis; learners do not call it.
 
         Parameters
         ----------
@@ -563,111 +565,165 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         """Outcome of ``action`` for the current task on the true state, without advancing.
 
         Uses the expected channel (the deterministic part, no shadowing sample) unless
-        ``shadowing="realized"`` (the sample ``step`` will draw on; full knowledge).
+        ``shadowing="realized"`` (the sample ``step`` will draw on; full knowledge). Simulator
+        knowledge, for reference policies and analysis.
         """
         if not self._episode_ready:
             raise RuntimeError("call reset() before predict_outcome()")
         server, shares = self._validate_action(action)
-        return _outcome_from_tuple(self._evaluate_one(server, shares, shadowing == "realized"))
+        out = self._evaluate(np.asarray([server]), shares[None, :], shadowing == "realized")
+        parts = {name: float(getattr(out, name)[0]) for name in _PARTS}
+        return Outcome(
+            float(out.latency[0]),
+            parts,
+            bool(out.completed[0]),
+            float(out.pass_at_100[0]),
+            _failure(out, 0),
+        )
+
+    def can_run(self, servers: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """Whether each grant can run the current kind of task at all, shape (K,).
+
+        False for a zero compute or bandwidth share, or less memory than one sample of the
+        server's profile needs; such a task is rejected at once. This is what a scheduler
+        knows from its servers' profiles, not a prediction of the outcome.
+        """
+        rows = np.asarray(servers, dtype=np.int64).reshape(-1)
+        sh = np.asarray(shares, dtype=np.float64).reshape(-1, 3)
+        per_wave = np.floor(sh[:, 2] * self.table.pool_gib[rows] / self.table.slot_gib[rows])
+        return (sh[:, 0] > 0.0) & (sh[:, 1] > 0.0) & (per_wave >= 1.0)
 
     # ------------------------------------------------------------------ bookkeeping
-    def _commit(self, server: int, shares: np.ndarray, out: tuple[Any, ...]) -> dict[str, Any]:
-        t_max, t0 = self.config.t_max, self._t0
-        latency, tx, prop, queue, comp, completed, over, p, reward, start, done = out
-        # A task that cannot run at all (a zero share, or memory for not even one sequence) is
-        # rejected at once: it holds no grant and no slot.
-        if not over and math.isfinite(latency):
-            grant = np.minimum(shares, 1.0 - self._used[server])
-            deadline = t0 + t_max
+    def _commit(self, server: int, shares: np.ndarray, out: Outcomes) -> dict[str, Any]:
+        t_max, t0 = self._deadline, self._t0
+        deadline = t0 + t_max
+        completed = bool(out.completed[0])
+        rejected = bool(out.rejected[0])
+        start = float(out.start[0])
+        release = float(out.release[0])
+        if bool(out.joins[0]):
             if start < deadline:
-                slot = int(np.argmin(self._slot_free[server]))
-                self._slot_free[server, slot] = min(done, deadline)
-            self._used[server] += grant
-            if self._n_act == self._act_rel.size:
-                self._act_rel = np.concatenate([self._act_rel, np.zeros_like(self._act_rel)])
-                self._act_srv = np.concatenate([self._act_srv, np.zeros_like(self._act_srv)])
-                self._act_sh = np.concatenate([self._act_sh, np.zeros_like(self._act_sh)])
-            k = self._n_act
-            self._act_rel[k] = t0 + min(latency, t_max)
-            self._act_srv[k] = server
-            self._act_sh[k] = grant
-            self._n_act += 1
-            self._active_count[server] += 1
-        failure = "over_allocation" if over else (None if completed else "t_max")
+                self._hold(server, start, release, shares)
+                self._head[server] = start
+                leave = start
+            else:
+                # Still waiting at its deadline: it leaves the queue then, holding nothing.
+                self._head[server] = max(self._head[server], deadline)
+                leave = deadline
+            if leave > t0:
+                self._wait(server, leave)
+        latency = float(out.latency[0])
+        parts = None if rejected else {name: float(getattr(out, name)[0]) for name in _PARTS}
+        started = bool(out.joins[0]) and start < deadline
+        if completed:
+            outcome_time = t0 + latency
+        elif rejected:
+            outcome_time = t0
+        else:
+            outcome_time = deadline
+        p = float(out.pass_at_100[0])
+        reward = float(out.reward[0])
         info = {
-            "latency": latency,
-            "latency_parts": {
-                "transmission": tx,
-                "propagation": prop,
-                "queueing": queue,
-                "compute": comp,
-            },
-            "pass_at_100": p,
             "completed": completed,
+            "failure": _failure(out, 0),
+            "latency": latency if completed else None,
+            "latency_parts": parts if completed else None,
+            "given_up_after": None if completed else (0.0 if rejected else t_max),
+            "pass_at_100": p if completed else None,
+            "reward": reward,
+            "rg": reward,
             "server": server,
             "server_kind": self.server_kinds[server],
-            "failure": failure,
-            "rg": reward,
-            "reward": reward,
+            "shares": shares,
             "task_id": self._prob,
             "terminal_kind": TERMINAL_KINDS[int(self.term_kind[self._term])],
             "arrival_time": t0,
-            "shares": shares,
+            "start_time": start if started else None,
+            "release_time": release if started else None,
+            "outcome_time": outcome_time,
+            NOT_FOR_POLICIES: {"latency": latency, "latency_parts": parts, "pass_at_100": p},
         }
         self._step += 1
         if self._step < self.config.tasks_per_episode:
             self._advance(float(self.arrivals[self._step]))
         return info
 
+    def _hold(self, server: int, start: float, end: float, grant: np.ndarray) -> None:
+        if self._n_h == self._h_srv.size:
+            self._h_srv = np.concatenate([self._h_srv, np.zeros_like(self._h_srv)])
+            self._h_start = np.concatenate([self._h_start, np.zeros_like(self._h_start)])
+            self._h_end = np.concatenate([self._h_end, np.zeros_like(self._h_end)])
+            self._h_grant = np.concatenate([self._h_grant, np.zeros_like(self._h_grant)])
+        k = self._n_h
+        self._h_srv[k], self._h_start[k], self._h_end[k] = server, start, end
+        self._h_grant[k] = grant
+        self._n_h += 1
+
+    def _wait(self, server: int, leave: float) -> None:
+        if self._n_w == self._w_srv.size:
+            self._w_srv = np.concatenate([self._w_srv, np.zeros_like(self._w_srv)])
+            self._w_leave = np.concatenate([self._w_leave, np.zeros_like(self._w_leave)])
+        self._w_srv[self._n_w], self._w_leave[self._n_w] = server, leave
+        self._n_w += 1
+
     def _advance(self, clock: float) -> None:
-        """Move the clock and release the grants of tasks that ended by then."""
+        """Move the clock and forget grants released and waits ended by then."""
         self._clock = clock
-        k = self._n_act
-        if k == 0:
-            return
-        rel = self._act_rel[:k]
-        done = rel <= clock
-        if not done.any():
-            return
-        srv = self._act_srv[:k][done]
-        np.subtract.at(self._used, srv, self._act_sh[:k][done])
-        np.subtract.at(self._active_count, srv, 1)
-        keep = ~done
-        n_keep = int(keep.sum())
-        self._act_rel[:n_keep] = rel[keep]
-        self._act_srv[:n_keep] = self._act_srv[:k][keep]
-        self._act_sh[:n_keep] = self._act_sh[:k][keep]
-        self._n_act = n_keep
-        # Idle servers are reset exactly so rounding never accumulates.
-        self._used[self._active_count == 0] = 0.0
-        np.maximum(self._used, 0.0, out=self._used)
+        k = self._n_h
+        keep = self._h_end[:k] > clock
+        if not keep.all():
+            n_keep = int(keep.sum())
+            self._h_srv[:n_keep] = self._h_srv[:k][keep]
+            self._h_start[:n_keep] = self._h_start[:k][keep]
+            self._h_end[:n_keep] = self._h_end[:k][keep]
+            self._h_grant[:n_keep] = self._h_grant[:k][keep]
+            self._n_h = n_keep
+        k = self._n_w
+        keep = self._w_leave[:k] > clock
+        if not keep.all():
+            n_keep = int(keep.sum())
+            self._w_srv[:n_keep] = self._w_srv[:k][keep]
+            self._w_leave[:n_keep] = self._w_leave[:k][keep]
+            self._n_w = n_keep
 
     # ------------------------------------------------------------------ observation
+    def _server_readings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Free fractions (n, 3), running and waiting counts (n,) at the current clock."""
+        n, k, clock = self.n_servers, self._n_h, self._clock
+        active = (self._h_start[:k] <= clock) & (self._h_end[:k] > clock)
+        srv = self._h_srv[:k][active]
+        used = np.zeros((n, 3))
+        np.add.at(used, srv, self._h_grant[:k][active])
+        running = np.bincount(srv, minlength=n)
+        waiting = np.bincount(self._w_srv[: self._n_w], minlength=n)
+        return 1.0 - used, running, waiting
+
     def _observation(self) -> np.ndarray:
         n = self.n_servers
-        rem = 1.0 - self._used
-        queue = self._active_count / self.parallel_limit
+        free, running, waiting = self._server_readings()
+        limit = self.parallel_limit
+        # A grant may exceed what is free by GRANT_TOLERANCE; the reading shows that as 0.
+        rem = np.maximum(free, 0.0)
+        queue = np.stack([running / limit, waiting / (waiting + limit)], axis=1)
         i = min(self._step, self.config.tasks_per_episode - 1)
         po = self.config.partial_observability
         if po.enabled:
-            reading = np.concatenate([rem.ravel(), queue])
+            reading = np.concatenate([rem.ravel(), queue.ravel()])
             self._history.append(reading)
             reading = self._history[0].copy()
             if po.noise_std > 0:
                 reading = reading + self.np_random.normal(0.0, po.noise_std, size=reading.shape)
+                np.clip(reading, 0.0, 1.0, out=reading)
             rem, queue = reading[: 3 * n], reading[3 * n :]
-        obs = np.concatenate(
+        return np.concatenate(
             (
-                self.task_distance_km[i],
+                self.task_distance[i],
                 rem.ravel(),
-                queue,
+                queue.ravel(),
                 self.task_features[i],
                 (self._step / self.config.tasks_per_episode,),
             )
         ).astype(np.float32)
-        if po.enabled:
-            np.clip(obs, self._obs_low, self._obs_high, out=obs)
-        return obs
 
     def _task_info(self) -> dict[str, Any]:
         return {
@@ -684,13 +740,22 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
 
     @property
     def remaining(self) -> np.ndarray:
-        """True remaining fractions, shape (n_servers, 3): compute, bandwidth, memory."""
-        return 1.0 - self._used
+        """Free fractions now, shape (n_servers, 3): compute, bandwidth, memory.
+
+        ``1 - `` the grants held by running tasks; never clamped (a grant may exceed what is
+        free by :data:`GRANT_TOLERANCE`).
+        """
+        return self._server_readings()[0]
 
     @property
     def active_count(self) -> np.ndarray:
-        """Tasks holding each server (running or queued), shape (n_servers,)."""
-        return self._active_count.copy()
+        """Tasks running on each server now, shape (n_servers,)."""
+        return self._server_readings()[1]
+
+    @property
+    def waiting_count(self) -> np.ndarray:
+        """Tasks waiting in each server's queue now, shape (n_servers,)."""
+        return self._server_readings()[2]
 
     @property
     def current_task(self) -> dict[str, Any]:
@@ -705,7 +770,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         }
 
     def distance_matrix(self) -> np.ndarray:
-        """Distances from every terminal to every server at the current clock, km.
+        """Distances from every terminal to every server site at the current clock, km.
 
         Returns
         -------
@@ -728,27 +793,39 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
 
     def get_state(self) -> _State:
         """Snapshot of the mutable server state (for look-ahead planners); see :meth:`set_state`."""
+        k, w = self._n_h, self._n_w
         return _State(
             self._clock,
             self._step,
-            self._used.copy(),
-            self._slot_free.copy(),
-            self._act_rel.copy(),
-            self._act_srv.copy(),
-            self._act_sh.copy(),
-            self._n_act,
-            self._active_count.copy(),
+            self._h_srv[:k].copy(),
+            self._h_start[:k].copy(),
+            self._h_end[:k].copy(),
+            self._h_grant[:k].copy(),
+            self._w_srv[:w].copy(),
+            self._w_leave[:w].copy(),
+            self._head.copy(),
         )
 
     def set_state(self, state: _State) -> None:
         """Restore a snapshot from :meth:`get_state` taken in the same episode."""
         self._clock, self._step = state.clock, state.step
-        self._used = state.used.copy()
-        self._slot_free = state.slot_free.copy()
-        self._act_rel, self._act_srv = state.act_rel.copy(), state.act_srv.copy()
-        self._act_sh = state.act_sh.copy()
-        self._n_act = state.n_act
-        self._active_count = state.active_count.copy()
+        k, w = state.h_srv.size, state.w_srv.size
+        cap = max(16, 2 * k)
+        self._h_srv = np.zeros(cap, np.int64)
+        self._h_start, self._h_end = np.zeros(cap), np.zeros(cap)
+        self._h_grant = np.zeros((cap, 3))
+        self._h_srv[:k], self._h_start[:k], self._h_end[:k] = (
+            state.h_srv,
+            state.h_start,
+            state.h_end,
+        )
+        self._h_grant[:k] = state.h_grant
+        self._n_h = k
+        cap = max(16, 2 * w)
+        self._w_srv, self._w_leave = np.zeros(cap, np.int64), np.zeros(cap)
+        self._w_srv[:w], self._w_leave[:w] = state.w_srv, state.w_leave
+        self._n_w = w
+        self._head = state.head.copy()
         self._episode_ready = self._step < self.config.tasks_per_episode
         if self._episode_ready:
             self._prepare_task()
@@ -759,7 +836,8 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         For look-ahead planners working between :meth:`get_state` and :meth:`set_state`.
         """
         sh = np.asarray(shares, dtype=np.float64)
-        info = self._commit(int(server), sh, self._evaluate_one(int(server), sh, realized=True))
+        out = self._evaluate(np.asarray([int(server)]), sh[None, :], realized=True)
+        info = self._commit(int(server), sh, out)
         self._episode_ready = self._step < self.config.tasks_per_episode
         if self._episode_ready:
             self._prepare_task()
@@ -768,17 +846,18 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
     # ------------------------------------------------------------------ rendering
     def _render_text(self) -> str:
         info = self._last_info
-        rem = 1.0 - self._used
+        free, running, waiting = self._server_readings()
         lines = [f"t={self._clock:8.2f}s  task {self._step}/{self.config.tasks_per_episode}"]
         for j in range(self.n_servers):
             lines.append(
-                f"  {j:2d} {self.server_kinds[j]:5s} remaining c={rem[j, 0]:.2f} w={rem[j, 1]:.2f} "
-                f"m={rem[j, 2]:.2f} holding={int(self._active_count[j])}"
+                f"  {j:2d} {self.server_kinds[j]:5s} free c={free[j, 0]:.2f} w={free[j, 1]:.2f} "
+                f"m={free[j, 2]:.2f} running={int(running[j])} waiting={int(waiting[j])}"
             )
         if info:
+            latency = "-" if info["latency"] is None else f"{info['latency']:.3f}s"
             lines.append(
                 f"  last: server {info['server']} completed={info['completed']} "
-                f"L={info['latency']:.3f}s failure={info['failure']}"
+                f"L={latency} failure={info['failure']}"
             )
         return "\n".join(lines)
 
@@ -794,8 +873,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         return None
 
 
-def _outcome_from_tuple(out: tuple[Any, ...]) -> Outcome:
-    latency, tx, prop, queue, comp, completed, over, p, _, _, _ = out
-    failure = "over_allocation" if over else (None if completed else "t_max")
-    parts = {"transmission": tx, "propagation": prop, "queueing": queue, "compute": comp}
-    return Outcome(latency, parts, completed, p, failure)
+def _failure(out: Outcomes, k: int) -> str | None:
+    if bool(out.completed[k]):
+        return None
+    return "rejected" if bool(out.rejected[k]) else "t_max"

@@ -14,8 +14,8 @@ from environments.radio import SPEED_OF_LIGHT
 
 __all__ = [
     "LatencyParts",
-    "fifo_start",
     "propagation_time",
+    "queue_start",
     "total_latency",
     "transmission_time",
 ]
@@ -58,7 +58,8 @@ def propagation_time(
 ) -> FloatArray:
     """Propagation delay ``d / c`` over the radio hop plus ``5 us/km`` over fibre.
 
-    Sources: He et al. 2025 (``d / c``); fibre delay about 5 us/km (facts.md section 5).
+    Sources: He et al. 2025 (``d / c``); light in optical fibre travels at about c / 1.47, i.e.
+    about 5 us per km.
     """
     return (
         np.asarray(radio_m, dtype=np.float64) / SPEED_OF_LIGHT
@@ -66,32 +67,69 @@ def propagation_time(
     )
 
 
-def fifo_start(slot_free: ArrayLike, arrival: float) -> tuple[float, int]:
-    """Start time and slot of a task arriving at a server with a parallel limit (queueing rule).
+def queue_start(
+    release_times: ArrayLike,
+    held: ArrayLike,
+    parallel_limit: int,
+    ready: ArrayLike,
+    request: ArrayLike,
+    tol: float = 1e-9,
+) -> FloatArray:
+    """Start times of candidate tasks joining a first-come first-served server queue.
 
-    The server runs at most ``len(slot_free)`` tasks at once. A task arriving when every slot is
-    busy waits for the remaining time of the earliest-finishing task ahead of it (He et al.,
-    TMC 2024, queueing model), i.e. first-come first-served over parallel slots.
+    A server runs at most ``parallel_limit`` tasks at once and grants fractions of its compute,
+    bandwidth and GPU memory; a task starts once it is at the head of the queue, a slot is free
+    and its whole grant is free. The tasks ahead of it have all started by ``ready`` (first come,
+    first served), so after ``ready`` what they hold only falls, as each releases its grant. The
+    queueing rule of He et al. (TMC 2024), "a task waits for the remaining time of the
+    earliest-finishing task ahead of it", is the case where the slot is what binds.
 
     Parameters
     ----------
-    slot_free : array_like, shape (parallel_limit,)
-        Time at which each slot becomes free.
-    arrival : float
-        Time the task reaches the server.
+    release_times : array_like, shape (m,)
+        When each grant held (or to be held) by the tasks ahead is released.
+    held : array_like, shape (m, 3)
+        Their grants: compute, bandwidth and memory fractions.
+    parallel_limit : int
+        Tasks run at once.
+    ready : array_like, shape (K,)
+        Earliest start of each candidate: its request reached the server and every task ahead
+        of it has started.
+    request : array_like, shape (K, 3)
+        Grant of each candidate, fractions of the server's totals in [0, 1].
+    tol : float
+        Slack on the capacity of 1 (float32 actions against float64 bookkeeping).
 
     Returns
     -------
-    start : float
-        ``max(arrival, min(slot_free))``; the queueing delay is ``start - arrival``.
-    slot : int
-        Index of the slot the task takes.
+    numpy.ndarray, shape (K,)
+        Start times, ``>= ready``; the queueing delay of candidate ``k`` is
+        ``start[k] - ready[k]`` when ``ready`` is its arrival at the server.
     """
-    free = np.asarray(slot_free, dtype=np.float64)
-    if free.ndim != 1 or free.size == 0:
-        raise ValueError(f"slot_free must be a non-empty 1-D array, got shape {free.shape}")
-    slot = int(np.argmin(free))
-    return max(float(arrival), float(free[slot])), slot
+    ends = np.asarray(release_times, dtype=np.float64).reshape(-1)
+    grants = np.asarray(held, dtype=np.float64).reshape(-1, 3)
+    t0 = np.asarray(ready, dtype=np.float64).reshape(-1)
+    req = np.asarray(request, dtype=np.float64).reshape(-1, 3)
+    if grants.shape[0] != ends.size or req.shape[0] != t0.size:
+        raise ValueError(
+            f"release_times {ends.shape} / held {grants.shape} and ready {t0.shape} / request "
+            f"{req.shape} must pair up row for row"
+        )
+    if parallel_limit < 1:
+        raise ValueError(f"parallel_limit must be >= 1, got {parallel_limit}")
+    order = np.argsort(ends, kind="stable")
+    ends, grants = ends[order], grants[order]
+    m = ends.size
+    # After r releases (in order of release), the tasks ahead still hold grants[r:].
+    still_held = np.zeros((m + 1, 3))
+    still_held[:m] = np.cumsum(grants[::-1], axis=0)[::-1]
+    released_by_ready = np.searchsorted(ends, t0, side="right")
+    slot_free = max(0, m - parallel_limit + 1)
+    fits = np.all(still_held[None, :, :] + req[:, None, :] <= 1.0 + tol, axis=2)  # (K, m + 1)
+    grant_free = np.argmax(fits, axis=1)  # the last column always fits: nothing is held then
+    r = np.maximum(np.maximum(released_by_ready, slot_free), grant_free)
+    later = ends[np.maximum(r - 1, 0)] if m else np.zeros_like(t0)
+    return np.where(r > released_by_ready, later, t0)
 
 
 def total_latency(

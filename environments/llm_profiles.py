@@ -1,6 +1,6 @@
 """LLM cost profiles: how long a server needs for one inference task, read from JSON data files.
 
-Profiles are derived from the measured GPT-J-6B H100 reference by stated hardware ratios; see
+Profiles are derived from a measured GPT-J-6B H100 reference by stated hardware ratios; see
 ``docs/environment.md`` for the file format and the assumptions each shipped profile carries.
 """
 
@@ -21,21 +21,22 @@ __all__ = [
     "GPU_DATASHEET",
     "LLMProfile",
     "ProfileTable",
-    "compute_time_vec",
     "available_profiles",
+    "compute_time_vec",
     "derive_paper_profiles",
     "load_profile",
     "profile_dir",
+    "write_paper_profiles",
 ]
 
-PROFILE_FORMAT_VERSION = 1
+PROFILE_FORMAT_VERSION = 2
 
-#: Datasheet figures used for scaling (vendor datasheets; facts.md section 3).
-#: ``memory_gib`` is the device total as reported by ``torch.cuda.get_device_properties`` for the
-#: H100 (measured, 79.18 GiB); for the A800 80GB and RTX 3090 the usual totals of the same memory
+#: Datasheet figures used for scaling: NVIDIA H100 datasheet (SXM, 3.35 TB/s, 989.4 dense fp16
+#: TFLOP/s), A800/A100 80GB datasheet (2.039 TB/s, 312), GeForce RTX 3090 / GA102 whitepaper
+#: (936 GB/s, 71 dense fp16 TFLOP/s with fp32 accumulation, 142 with fp16 accumulation).
+#: ``memory_gib`` is the device total that ``torch.cuda.get_device_properties`` reports: measured
+#: for the H100 (79.18 GiB); for the A800 80GB and RTX 3090 the usual totals of the same memory
 #: class are used (assumed: 79.15 GiB and 23.69 GiB).
-#: ``fp16_tflops`` is dense fp16 tensor throughput with fp32 accumulation (what PyTorch uses):
-#: H100 SXM 989.4, A800/A100 312, RTX 3090 71 (GA102 whitepaper; 142 with fp16 accumulation).
 GPU_DATASHEET: dict[str, dict[str, float | str]] = {
     "H100-SXM-80GB": {"name": "NVIDIA H100 80GB HBM3 (SXM)", "mem_bandwidth_gbs": 3350.0,
                       "fp16_tflops": 989.4, "memory_gib": 79.18},
@@ -60,17 +61,19 @@ def available_profiles() -> list[str]:
 class LLMProfile:
     """Cost and accuracy of one model served on one GPU class in one serving mode.
 
-    Compute time of a task with ``l`` prompt tokens, ``S`` samples and ``N`` mean new tokens
-    per sample, given a compute share ``s`` and a granted GPU memory pool ``M`` (GiB):
+    A task generates ``S`` samples of ``N = max_new_tokens`` tokens each for a prompt of ``l``
+    tokens. The server batches samples statically: a batch slot is sized for the longest sequence
+    it admits, ``max_prompt_tokens + N`` tokens, so with a granted memory pool ``M`` (GiB):
 
-    - memory per sample ``m1 = mem_per_token_gib * (l + max_new_tokens)`` (admission reserves the
-      worst-case sequence), waves ``w = ceil(S * m1 / M)`` (``inf`` when ``M < m1``),
-      batch per wave ``b = ceil(S / w)``;
-    - prefill ``p = prefill_fixed_ms + prefill_per_token_ms * l * (1 if shared_prefix else S)``;
-    - decode step ``d(b) = max(step_fixed_ms + step_per_seq_ms * b, weight+KV bytes / bandwidth)``
-      (DistServe-style linear form, bounded below by the memory-bandwidth floor);
-    - full-share time ``t1 = p + w * N * d(b)`` and with share ``s``:
-      ``t = t1 * (1 + share_k * (1/s - 1))``.
+    - batch ``B = min(S, floor(M / (beta (max_prompt_tokens + N))))`` samples at once (the task
+      cannot run when ``B = 0``), waves ``w = ceil(S / B)``, batch per wave ``b = ceil(S / w)``;
+    - prefill ``p = prefill_fixed_ms + prefill_per_token_ms * l * (1 if shared_prefix else b w)``;
+    - decode step ``d(b) = max(step_fixed_ms + step_per_seq_ms * b, (weights + b ctx kv) / bw)``
+      (the DistServe-style linear form, bounded below by the memory-bandwidth floor), with the mean
+      context ``ctx = l + N / 2``; every wave decodes ``N`` steps;
+    - full-share time ``t1 = p + w N d(b)``, and with a compute share ``s``:
+      ``t = t1 ((1 - k) + k / s)``: the fraction ``k`` of the work that slows down when the GPU
+      is shared, ``1 - k`` the part that does not.
 
     Attributes
     ----------
@@ -85,8 +88,8 @@ class LLMProfile:
     gpu: str
     mode: str
     samples_per_task: int
-    new_tokens_mean: float
     max_new_tokens: int
+    max_prompt_tokens: int
     prefill_fixed_ms: float
     prefill_per_token_ms: float
     shared_prefix: bool
@@ -105,18 +108,33 @@ class LLMProfile:
     raw: dict[str, Any]
 
     # ------------------------------------------------------------------ timing
-    def waves(self, prompt_tokens: float, memory_gib: float) -> float:
-        """Number of sequential sample waves that fit the granted memory (``inf`` if none fits)."""
-        per_seq = self.mem_per_token_gib * (prompt_tokens + self.max_new_tokens)
-        if memory_gib < per_seq or memory_gib <= 0.0:
+    @property
+    def slot_gib(self) -> float:
+        """GPU memory of one batch slot (GiB): the longest admitted sequence."""
+        return self.mem_per_token_gib * (self.max_prompt_tokens + self.max_new_tokens)
+
+    @property
+    def min_memory_share(self) -> float:
+        """Smallest memory share that holds one sample (below it the task cannot run)."""
+        return self.slot_gib / self.memory_pool_gib
+
+    def batch_size(self, memory_gib: float) -> int:
+        """Samples decoded at once with ``memory_gib`` of GPU memory (0: the task cannot run)."""
+        if not memory_gib > 0.0:
+            return 0
+        return int(min(self.samples_per_task, math.floor(memory_gib / self.slot_gib)))
+
+    def waves(self, memory_gib: float) -> float:
+        """Sequential sample waves with ``memory_gib`` of GPU memory (``inf`` if none fits)."""
+        per_wave = self.batch_size(memory_gib)
+        if per_wave == 0:
             return math.inf
-        per_wave = min(self.samples_per_task, int(memory_gib / per_seq))
         return float(-(-self.samples_per_task // per_wave))
 
     def decode_step_ms(self, batch: float, context_tokens: float) -> float:
         """Time of one decode step (ms) for ``batch`` sequences of ``context_tokens`` each."""
         linear = self.step_fixed_ms + self.step_per_seq_ms * batch
-        # Decode reads all weights and the batch's KV cache once per step (facts.md section 3).
+        # Decode reads all weights and the batch's KV cache once per step.
         floor = (self.weights_bytes + batch * context_tokens * self.kv_bytes_per_token) / (
             self.mem_bandwidth_gbs * 1e6
         )
@@ -124,15 +142,15 @@ class LLMProfile:
 
     def full_share_time(self, prompt_tokens: float, memory_gib: float) -> float:
         """Compute time (s) with the whole compute of the server and ``memory_gib`` of GPU memory."""
-        w = self.waves(prompt_tokens, memory_gib)
+        w = self.waves(memory_gib)
         if math.isinf(w):
             return math.inf
         batch = -(-self.samples_per_task // int(w))
         n_prefill = 1 if self.shared_prefix else batch * int(w)
         prefill = self.prefill_fixed_ms + self.prefill_per_token_ms * prompt_tokens * n_prefill
-        context = prompt_tokens + 0.5 * self.new_tokens_mean
+        context = prompt_tokens + 0.5 * self.max_new_tokens
         step = self.decode_step_ms(batch, context)
-        return (prefill + w * self.new_tokens_mean * step) / 1000.0
+        return (prefill + w * self.max_new_tokens * step) / 1000.0
 
     def compute_time(
         self, prompt_tokens: float, compute_share: float, memory_share: float
@@ -149,17 +167,17 @@ class LLMProfile:
         Returns
         -------
         float
-            Seconds; ``inf`` when a share is zero or the memory cannot hold one sequence.
+            Seconds; ``inf`` when the compute share is zero or the memory holds no sample.
         """
         if compute_share <= 0.0 or memory_share <= 0.0:
             return math.inf
         t1 = self.full_share_time(prompt_tokens, memory_share * self.memory_pool_gib)
-        return t1 * (1.0 + self.share_k * (1.0 / compute_share - 1.0))
+        return t1 * ((1.0 - self.share_k) + self.share_k / compute_share)
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_dict(cls, data: dict[str, Any], name: str) -> LLMProfile:
-        """Build a profile from the parsed JSON document (format version 1)."""
+        """Build a profile from the parsed JSON document (format version 2)."""
         version = data.get("format_version")
         if version != PROFILE_FORMAT_VERSION:
             raise ValueError(
@@ -176,8 +194,8 @@ class LLMProfile:
                 gpu=str(data["gpu"]["name"]),
                 mode=str(data["serving"]["mode"]),
                 samples_per_task=int(gen["samples_per_task"]),
-                new_tokens_mean=float(gen["new_tokens_mean"]),
                 max_new_tokens=int(gen["max_new_tokens"]),
+                max_prompt_tokens=int(data["serving"]["max_prompt_tokens"]),
                 prefill_fixed_ms=float(pre["fixed_ms"]),
                 prefill_per_token_ms=float(pre["per_token_ms"]),
                 shared_prefix=bool(pre["shared_prefix"]),
@@ -199,10 +217,10 @@ class LLMProfile:
             raise ValueError(f"profile {name!r} lacks the required key {exc}") from exc
         if not 0.0 <= profile.share_k <= 1.0:
             raise ValueError(f"profile {name!r}: share_scaling.k={profile.share_k}, expected 0..1")
-        if profile.samples_per_task < 1 or profile.new_tokens_mean <= 0:
+        if profile.samples_per_task < 1 or profile.max_new_tokens < 1:
             raise ValueError(
                 f"profile {name!r}: samples_per_task={profile.samples_per_task} and "
-                f"new_tokens_mean={profile.new_tokens_mean} must be positive"
+                f"max_new_tokens={profile.max_new_tokens} must be positive"
             )
         return profile
 
@@ -240,9 +258,14 @@ def load_profile(name_or_path: str | Path) -> LLMProfile:
 # Derivation of the shipped profiles from the measured H100 reference
 # ---------------------------------------------------------------------------------------------
 
+#: Tokens generated per sample (the generation cap), assumed: it covers the canonical solution
+#: of 95% of the HumanEval problems (GPT-2 pre-token estimate). A batch of samples decodes until
+#: its longest sample stops, so every wave decodes the cap, and memory is reserved for it.
+MAX_NEW_TOKENS = 120
+
 
 def _nonneg_line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``y = a + b x`` with ``b >= 0`` (b clamped to 0 and ``a`` = median if negative)."""
+    """Least-squares ``y = a + b x`` with ``b >= 0`` (b set to 0 and ``a`` = median if negative)."""
     a, b = np.linalg.lstsq(np.c_[np.ones_like(x), x], y, rcond=None)[0]
     if b < 0:
         return float(np.median(y)), 0.0
@@ -298,10 +321,39 @@ def _accuracy_block(
     }
 
 
+def _share_k(
+    mode: str,
+    step_fixed: float,
+    step_per_seq: float,
+    floor_ms: float,
+    samples: int,
+) -> tuple[float, str]:
+    """Fraction ``k`` of a task's compute time that stretches when the GPU is shared."""
+    if mode == "accelerated":
+        # Co-running tasks are batched into the same decode steps: the per-sequence part of a
+        # step grows with the other tasks' samples, the fixed part (one read of the weights) is
+        # shared.
+        k = step_per_seq * samples / (step_fixed + step_per_seq * samples)
+        note = (
+            "derived: k = c S / (a + c S), the per-sequence part of a batched decode step "
+            "(a, c fitted to the measured accelerated decode)"
+        )
+    else:
+        # Without a batcher each task runs its own launch-bound loop and tasks time-slice the
+        # GPU: only the part of a step during which the GPU works stretches with the share; the
+        # host-side kernel launches do not.
+        k = floor_ms / step_fixed
+        note = (
+            "derived: k = GPU-busy fraction of an eager decode step = memory-bandwidth floor of "
+            "the target GPU / measured launch-bound step, at the full-share batch and the median "
+            "HumanEval prompt"
+        )
+    return float(min(1.0, k)), note
+
+
 def derive_paper_profiles(
     measured_path: str | Path | None = None,
-    new_tokens_mean: float = 120.0,
-    max_new_tokens: int = 256,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     memory_reserve_gib: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Derive the two paper profiles (cloud A800 optimised, edge RTX 3090 eager) as JSON dicts.
@@ -315,10 +367,8 @@ def derive_paper_profiles(
     ----------
     measured_path : str or Path, optional
         The measured reference JSON; defaults to the shipped ``profiles/measured`` copy.
-    new_tokens_mean : float
-        Mean generated tokens per sample (assumed; the measurement used 256).
     max_new_tokens : int
-        Tokens reserved per sample for admission (memory); the measurement's 256.
+        Tokens generated per sample, decoded by every wave and reserved in memory (assumed).
     memory_reserve_gib : float
         GPU memory kept back for the CUDA context and allocator (assumed).
     """
@@ -332,16 +382,19 @@ def derive_paper_profiles(
     with path.open() as fh:
         measured = json.load(fh)
     facts = measured["raw"]["meta"]["model_facts"]
-    problems = [
-        {"task_id": t.task_id, "canonical_solution": t.canonical_solution} for t in load_humaneval()
-    ]
+    tasks = load_humaneval()
+    problems = [{"task_id": t.task_id, "canonical_solution": t.canonical_solution} for t in tasks]
+    prompt_tokens = np.asarray([t.prompt_tokens for t in tasks], float)
+    max_prompt = int(prompt_tokens.max())
+    median_prompt = float(np.median(prompt_tokens))
+    samples = 100
     ref = GPU_DATASHEET["H100-SXM-80GB"]
     out: dict[str, dict[str, Any]] = {}
     specs = [
-        ("gptj6b-a800-optimised", "A800-80GB", "accelerated", True, None, 0.1159, "cloud"),
-        ("gptj6b-rtx3090-eager", "RTX3090", "eager", True, 1.0, 0.1892, "edge"),
+        ("gptj6b-a800-optimised", "A800-80GB", "accelerated", 0.1159, "cloud"),
+        ("gptj6b-rtx3090-eager", "RTX3090", "eager", 0.1892, "edge"),
     ]
-    for stem, gpu_key, mode, shared_prefix, share_k, mean_pass, role in specs:
+    for stem, gpu_key, mode, mean_pass, role in specs:
         gpu = GPU_DATASHEET[gpu_key]
         fits = _measured_fits(measured, mode)
         bw_ratio = float(ref["mem_bandwidth_gbs"]) / float(gpu["mem_bandwidth_gbs"])
@@ -359,18 +412,17 @@ def derive_paper_profiles(
             step_fixed = fits["step_fixed_ms"]
             step_per_seq = fits["step_per_seq_ms"]
             decode_note = "kept as measured (launch-bound), bounded below by the bandwidth floor"
-        if share_k is None:
-            # Co-running tasks batch together; the batch-dependent fraction of the step is what
-            # slows down when the share falls: k = c*S / (a + c*S).
-            s = 100.0
-            share_k = step_per_seq * s / (step_fixed + step_per_seq * s)
-            share_note = "derived: k = c S / (a + c S), the batch-dependent part of a decode step"
-        else:
-            share_note = (
-                "assumed: an unaccelerated server without a cross-request batcher time-slices "
-                "the GPU, so time scales as 1/share (k = 1)"
-            )
         pool = float(gpu["memory_gib"]) - fits["weights_alloc_gib"] - memory_reserve_gib
+        slot = fits["mem_per_token_gib"] * (max_prompt + max_new_tokens)
+        batch = min(samples, math.floor(pool / slot))
+        waves = -(-samples // batch)
+        wave_batch = -(-samples // waves)
+        kv = float(facts["kv_cache_bytes_per_token_per_sequence"])
+        context = median_prompt + 0.5 * max_new_tokens
+        floor_ms = (float(facts["weights_bytes"]) + wave_batch * context * kv) / (
+            float(gpu["mem_bandwidth_gbs"]) * 1e6
+        )
+        share_k, share_note = _share_k(mode, step_fixed, step_per_seq, floor_ms, wave_batch)
         out[stem] = {
             "format_version": PROFILE_FORMAT_VERSION,
             "name": stem,
@@ -390,6 +442,9 @@ def derive_paper_profiles(
                     else "unaccelerated Hugging Face generate (fp16, eager attention), as the "
                     "paper's edge RTX 3090"
                 ),
+                "batching": "static: one batch slot per sample, sized for the longest "
+                "admitted sequence (max_prompt_tokens + max_new_tokens)",
+                "max_prompt_tokens": max_prompt,
             },
             "derived_from": {
                 "file": "measured/gptj6b_h100_profile.json",
@@ -402,31 +457,33 @@ def derive_paper_profiles(
                 "fits_on_h100": {k: round(v, 6) for k, v in fits.items()},
             },
             "generation": {
-                "samples_per_task": 100,
-                "new_tokens_mean": new_tokens_mean,
+                "samples_per_task": samples,
                 "max_new_tokens": max_new_tokens,
+                "note": "every wave decodes max_new_tokens steps (a batch of samples ends with "
+                "its longest sample); memory is reserved for the same length",
             },
             "prefill": {
                 "fixed_ms": round(fits["prefill_fixed_ms"], 4),
                 "per_token_ms": round(fits["prefill_per_token_ms"] * flop_ratio, 6),
-                "shared_prefix": shared_prefix,
+                "shared_prefix": True,
                 "note": "fixed term host-bound, kept as measured; per-token term x FLOP ratio",
             },
             "decode": {
                 "step_fixed_ms": round(step_fixed, 4),
                 "step_per_seq_ms": round(step_per_seq, 6),
                 "weights_bytes": float(facts["weights_bytes"]),
-                "kv_bytes_per_token": float(facts["kv_cache_bytes_per_token_per_sequence"]),
+                "kv_bytes_per_token": kv,
                 "note": decode_note,
             },
             "memory": {
                 "pool_gib": round(pool, 4),
                 "per_token_gib": round(fits["mem_per_token_gib"], 8),
                 "reserve_gib": memory_reserve_gib,
-                "note": "pool = GPU memory - measured weights - reserve; per-token = measured peak above weights / (batch x context)",
+                "note": "pool = GPU memory - measured weights - reserve; per-token = measured "
+                "peak above weights / (batch x context)",
             },
             "share_scaling": {
-                "form": "t = t_full * (1 + k * (1/share - 1))",
+                "form": "t = t_full * ((1 - k) + k / share)",
                 "k": round(share_k, 4),
                 "note": share_note,
             },
@@ -436,21 +493,24 @@ def derive_paper_profiles(
                 problems,
             ),
             "assumed": [
-                "generation.new_tokens_mean",
+                "generation.max_new_tokens",
+                "serving.batching",
                 "prefill.shared_prefix",
                 "memory.reserve_gib",
                 "accuracy.num_correct (per-problem spread)",
-                "gpu.memory_gib" if gpu_key != "H100-SXM-80GB" else "",
-            ]
-            + (["share_scaling.k"] if mode == "eager" else []),
+                "gpu.memory_gib",
+            ],
         }
-        out[stem]["assumed"] = [a for a in out[stem]["assumed"] if a]
     return out
 
 
-def write_paper_profiles(directory: str | Path | None = None) -> list[Path]:
-    """Regenerate the shipped paper profiles under ``directory`` (default :func:`profile_dir`)."""
-    target = Path(directory) if directory else profile_dir()
+def write_paper_profiles(directory: str | Path) -> list[Path]:
+    """Write the derived paper profiles as JSON files into ``directory`` (created if missing).
+
+    To refresh the shipped files, pass :func:`profile_dir` from a source checkout.
+    """
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
     paths = []
     for stem, doc in derive_paper_profiles().items():
         path = target / f"{stem}.json"
@@ -460,11 +520,6 @@ def write_paper_profiles(directory: str | Path | None = None) -> list[Path]:
     return paths
 
 
-if __name__ == "__main__":  # pragma: no cover - maintenance entry point
-    for p in write_paper_profiles():
-        print(p)
-
-
 class ProfileTable(NamedTuple):
     """Parameters of several profiles stacked as arrays (one row per server), for vectorised use.
 
@@ -472,8 +527,8 @@ class ProfileTable(NamedTuple):
     """
 
     samples: np.ndarray
-    new_tokens: np.ndarray
     max_new_tokens: np.ndarray
+    slot_gib: np.ndarray
     prefill_fixed_ms: np.ndarray
     prefill_per_token_ms: np.ndarray
     shared_prefix: np.ndarray
@@ -483,7 +538,6 @@ class ProfileTable(NamedTuple):
     kv_bytes_per_token: np.ndarray
     bandwidth_bytes_per_ms: np.ndarray
     pool_gib: np.ndarray
-    mem_per_token_gib: np.ndarray
     share_k: np.ndarray
 
     @classmethod
@@ -495,8 +549,8 @@ class ProfileTable(NamedTuple):
 
         return cls(
             samples=col("samples_per_task"),
-            new_tokens=col("new_tokens_mean"),
             max_new_tokens=col("max_new_tokens"),
+            slot_gib=col("slot_gib"),
             prefill_fixed_ms=col("prefill_fixed_ms"),
             prefill_per_token_ms=col("prefill_per_token_ms"),
             shared_prefix=col("shared_prefix"),
@@ -506,7 +560,6 @@ class ProfileTable(NamedTuple):
             kv_bytes_per_token=col("kv_bytes_per_token"),
             bandwidth_bytes_per_ms=col("mem_bandwidth_gbs") * 1e6,
             pool_gib=col("memory_pool_gib"),
-            mem_per_token_gib=col("mem_per_token_gib"),
             share_k=col("share_k"),
         )
 
@@ -531,12 +584,11 @@ def compute_time_vec(
     Returns
     -------
     numpy.ndarray, shape (K,)
-        Seconds, ``inf`` where a share is zero or memory holds no sequence.
+        Seconds, ``inf`` where the compute share is zero or memory holds no sample.
     """
     s = table.samples[rows]
-    per_seq = table.mem_per_token_gib[rows] * (prompt_tokens + table.max_new_tokens[rows])
     mem = memory_share * table.pool_gib[rows]
-    per_wave = np.minimum(s, np.floor(mem / per_seq))
+    per_wave = np.minimum(s, np.floor(mem / table.slot_gib[rows]))
     ok = (per_wave >= 1.0) & (compute_share > 0.0) & (memory_share > 0.0)
     per_wave = np.where(ok, per_wave, 1.0)
     waves = np.ceil(s / per_wave)
@@ -545,7 +597,7 @@ def compute_time_vec(
     prefill = (
         table.prefill_fixed_ms[rows] + table.prefill_per_token_ms[rows] * prompt_tokens * n_prefill
     )
-    new = table.new_tokens[rows]
+    new = table.max_new_tokens[rows]
     linear = table.step_fixed_ms[rows] + table.step_per_seq_ms[rows] * batch
     floor = (
         table.weights_bytes[rows]
@@ -553,5 +605,27 @@ def compute_time_vec(
     ) / table.bandwidth_bytes_per_ms[rows]
     t1 = (prefill + waves * new * np.maximum(linear, floor)) / 1000.0
     share = np.where(ok, compute_share, 1.0)
-    t = t1 * (1.0 + table.share_k[rows] * (1.0 / share - 1.0))
+    k = table.share_k[rows]
+    t = t1 * ((1.0 - k) + k / share)
     return np.where(ok, t, np.inf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m environments.llm_profiles OUT_DIR``: write the derived paper profiles."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(
+            "usage: python -m environments.llm_profiles OUT_DIR  (writes the derived paper "
+            "profiles there; pass environments/profiles of a source checkout to refresh them)",
+            file=sys.stderr,
+        )
+        return 2
+    for p in write_paper_profiles(args[0]):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance entry point
+    raise SystemExit(main())

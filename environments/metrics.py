@@ -25,7 +25,7 @@ class EpisodeMetrics(NamedTuple):
     total_reward: float
     n_tasks: int
     n_completed: int
-    n_over_allocation: int
+    n_rejected: int
     cloud_share: float
 
 
@@ -35,8 +35,9 @@ def episode_metrics(infos: Sequence[Mapping[str, Any]]) -> EpisodeMetrics:
     Parameters
     ----------
     infos : sequence of mapping, length n_tasks
-        Each with at least ``completed``, ``latency``, ``pass_at_100``, ``reward``; ``failure`` and
-        ``server_kind`` are used when present.
+        Each with at least ``completed``, ``latency``, ``pass_at_100``, ``reward`` (latency and
+        pass@100 are read for completed tasks only); ``failure`` and ``server_kind`` are used when
+        present.
 
     Returns
     -------
@@ -58,6 +59,6 @@ def episode_metrics(infos: Sequence[Mapping[str, Any]]) -> EpisodeMetrics:
         total_reward=math.fsum(float(i["reward"]) for i in infos),
         n_tasks=n,
         n_completed=k,
-        n_over_allocation=sum(1 for i in infos if i.get("failure") == "over_allocation"),
+        n_rejected=sum(1 for i in infos if i.get("failure") == "rejected"),
         cloud_share=cloud / k if k else math.nan,
     )

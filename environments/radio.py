@@ -76,7 +76,7 @@ def air_to_air_path_loss(d_m: ArrayLike, fc_ghz: ArrayLike, alpha: float = 2.0) 
     """Air-to-air (UAV-UAV, line of sight) path loss ``FSPL(1 m) + 10 alpha log10(d_m)`` dB.
 
     He et al. 2025 model air-to-air links as ``10 alpha log10(d)`` with a small exponent; with
-    ``alpha = 2`` this is exactly the free-space loss (facts.md section 5).
+    ``alpha = 2`` this is exactly the free-space (Friis) loss.
     """
     d = np.maximum(_arr(d_m), _MIN_DISTANCE_M)
     return 32.45 + 20.0 * np.log10(_arr(fc_ghz)) + 10.0 * alpha * np.log10(d)
@@ -257,7 +257,7 @@ def channel_gain_db(
 def noise_power_dbm(
     bandwidth_hz: ArrayLike, noise_figure_db: ArrayLike = 7.0, psd_dbm_hz: float = -174.0
 ) -> FloatArray:
-    """Thermal noise ``-174 dBm/Hz + 10 log10(B) + NF`` in dBm (kT at 290 K; facts.md section 5)."""
+    """Thermal noise ``-174 dBm/Hz + 10 log10(B) + NF`` in dBm (kT at 290 K)."""
     return (
         psd_dbm_hz + 10.0 * np.log10(np.maximum(_arr(bandwidth_hz), 1e-300)) + _arr(noise_figure_db)
     )

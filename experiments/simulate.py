@@ -1,6 +1,7 @@
 """Evaluate the reference policies on a scenario preset: ``aif simulate``.
 
-Prints a metrics table (mean +- std over episodes) and optionally writes an xarray Dataset to netCDF.
+Prints a metrics table (mean and 95% bootstrap interval over episodes) and optionally writes an
+xarray Dataset to netCDF.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.table import Table
 from baselines import POLICY_NAMES, make_policy
 from environments import CloudEdgeOffloadEnv, EpisodeMetrics, ScenarioConfig, episode_metrics
 from experiments.atomic import write_atomic
+from experiments.stats import Interval, mean_interval
 
 __all__ = ["METRICS", "SimulationResult", "evaluate_policy", "main", "results_to_dataset"]
 
@@ -30,7 +32,7 @@ METRICS: tuple[str, ...] = (
     "mean_pass_at_100",
     "total_reward",
     "cloud_share",
-    "n_over_allocation",
+    "n_rejected",
 )
 
 
@@ -65,10 +67,9 @@ class SimulationResult:
         v = self.values(metric)
         return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
 
-    def std(self, metric: str) -> float:
-        """Standard deviation over episodes, ignoring NaN."""
-        v = self.values(metric)
-        return float(np.nanstd(v)) if np.isfinite(v).any() else math.nan
+    def interval(self, metric: str) -> Interval:
+        """Mean and 95% bootstrap interval over episodes, ignoring NaN."""
+        return mean_interval(self.values(metric))
 
 
 def run_episode(
@@ -168,10 +169,7 @@ def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
 
 
 def _fmt(r: SimulationResult, metric: str, digits: int) -> str:
-    mean, std = r.mean(metric), r.std(metric)
-    if math.isnan(mean):
-        return "-"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return r.interval(metric).format(digits)
 
 
 def main(
@@ -215,7 +213,7 @@ def main(
     table = Table(
         title=(
             f"scenario={scenario}  t_max={tmax:g} s  episodes={episodes}  seeds={seed}..{seed + episodes - 1}"
-            "  (mean ± std over episodes)"
+            "  (mean [95% bootstrap interval over episodes])"
         )
     )
     table.add_column("policy")

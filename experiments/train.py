@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -165,12 +166,13 @@ def make_env(config: TrainConfig) -> Any:
     import gymnasium as gym
 
     import environments  # noqa: F401  (registers the ids)
+    from environments import ENV_IDS
 
-    env_id = {"paper": "CloudEdgeOffload-v0", "large": "CloudEdgeOffload-large-v0"}.get(
-        config.scenario
-    )
+    env_id = {preset: env_id for env_id, preset in ENV_IDS.items()}.get(config.scenario)
     if env_id is None:
-        raise ValueError(f"scenario {config.scenario!r} is unknown; expected 'paper' or 'large'")
+        raise ValueError(
+            f"scenario {config.scenario!r} is unknown; expected one of {sorted(ENV_IDS.values())}"
+        )
     kwargs: dict[str, Any] = {"t_max": config.t_max}
     if config.tasks_per_episode is not None:
         kwargs["tasks_per_episode"] = config.tasks_per_episode
@@ -261,22 +263,25 @@ def run_episode(
         obs2_t = torch.as_tensor(obs2, dtype=torch.float32)
         if perception is not None and not done:
             obs2_t = perception.step(obs_t, decision.choice, shares, obs2_t)
+        completed = bool(info["completed"])
+        # A failed task is censored: its latency and accuracy are never observed.
+        latency = float(info["latency"]) if completed else math.inf
+        accuracy = float(info["pass_at_100"]) if completed else math.nan
         model.add(
             obs_t,
             decision.choice,
             shares,
-            bool(info["completed"]),
-            float(info["latency"]),
-            float(info["pass_at_100"]),
+            completed,
+            latency,
+            accuracy if completed else 0.0,
             float(reward),
             None if done else obs2_t,
         )
         infos.append(info)
         rec["server"].append(decision.choice)
-        rec["completed"].append(bool(info["completed"]))
-        lat = float(info["latency"])
-        rec["latency"].append(lat if info["completed"] else np.nan)
-        rec["pass_at_100"].append(float(info["pass_at_100"]) if info["completed"] else np.nan)
+        rec["completed"].append(completed)
+        rec["latency"].append(latency if completed else np.nan)
+        rec["pass_at_100"].append(accuracy)
         rec["reward"].append(float(reward))
         rec["efe_parts"].append([decision.parts[k] for k in EFE_TERMS])
         rec["shares"].append(shares.tolist())

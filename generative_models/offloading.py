@@ -601,7 +601,8 @@ class OffloadingWorldModel(nn.Module):
         completed : bool
             Whether the task completed.
         latency : float
-            Latency in seconds, also when it exceeded t_max (``inf`` when the task never ran).
+            Latency in seconds of a completed task; ``inf`` for a failed one, whose latency a
+            scheduler never observes (it only knows the task was not done by t_max).
         pass_at_100 : float
             Accuracy of the completed task.
         reward : float
@@ -688,7 +689,7 @@ class OffloadingWorldModel(nn.Module):
             poutine.scale(scale=batch["boot"].clamp_min(1.0)),
         ):
             pyro.sample("completed", dist.Bernoulli(logits=y[..., _OUT["logit"]]), obs=completed)
-            # latency is observed whenever the task ran (also past t_max); accuracy when it completed
+            # latency and accuracy are observed when the task completed (failures are censored)
             with poutine.mask(mask=batch["has_latency"].expand(e, n)):  # type: ignore[call-overload]
                 pyro.sample(
                     "log_latency",

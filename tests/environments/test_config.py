@@ -33,7 +33,7 @@ def test_overrides_apply_and_validate() -> None:
     [
         ({"t_max": -1.0}, "t_max", "(0.0, 3600.0]"),
         ({"t_max": 0.0}, "t_max", "(0.0, 3600.0]"),
-        ({"arrival_rate": 0.0}, "arrival_rate", "(0.0, 10000.0]"),
+        ({"episode_window_s": 0.0}, "episode_window_s", "(0.0, 10000000.0]"),
         ({"tasks_per_episode": 0}, "tasks_per_episode", "[1, 1000000]"),
         ({"partial_observability": {"noise_std": 2.0}}, "noise_std", "[0.0, 1.0]"),
         ({"radio": {"shadowing_std_db": 50.0}}, "shadowing_std_db", "[0.0, 20.0]"),

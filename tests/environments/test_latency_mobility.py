@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from environments.latency import fifo_start, propagation_time, total_latency, transmission_time
+from environments.latency import propagation_time, queue_start, total_latency, transmission_time
 from environments.mobility import initial_state, positions_at, reflect
 from environments.radio import SPEED_OF_LIGHT
 
@@ -26,20 +26,38 @@ def test_total_latency_sums_parts() -> None:
     assert parts.total == pytest.approx(parts.transmission + 0.01 + 0.5 + 2.0)
 
 
-def test_fifo_free_slot_starts_immediately() -> None:
-    start, slot = fifo_start([5.0, 1.0], 3.0)
-    assert (start, slot) == (3.0, 1)
+def test_queue_start_idle_server_starts_at_once() -> None:
+    start = queue_start([], np.zeros((0, 3)), 2, [3.0], [[1.0, 1.0, 1.0]])
+    assert start.tolist() == [3.0]
 
 
-def test_fifo_waits_for_earliest_finishing_task() -> None:
-    start, slot = fifo_start([9.0, 7.0, 8.0], 3.0)
-    assert slot == 1
-    assert start - 3.0 == pytest.approx(4.0)
+def test_queue_start_waits_for_earliest_finishing_task_when_slots_are_full() -> None:
+    # The TMC rule: three tasks hold the three slots with small grants; a fourth waits for the
+    # earliest of them to finish, whatever it asks for.
+    held = np.full((3, 3), 0.1)
+    start = queue_start([9.0, 7.0, 8.0], held, 3, [3.0, 3.0], [[0.1] * 3, [0.5] * 3])
+    np.testing.assert_allclose(start, [7.0, 7.0])
 
 
-def test_fifo_rejects_empty() -> None:
-    with pytest.raises(ValueError, match="shape"):
-        fifo_start([], 1.0)
+def test_queue_start_waits_until_enough_is_released() -> None:
+    # Slots are free; the grant is what binds. 0.6 + 0.3 are held; a request of 0.5 needs the
+    # 0.6 (released at 8) back, a request of 0.1 starts at once, 0.4 once the 0.3 is back.
+    held = np.array([[0.6, 0.1, 0.6], [0.3, 0.1, 0.3]])
+    req = np.array([[0.5, 0.1, 0.5], [0.1, 0.1, 0.1], [0.4, 0.1, 0.4], [0.1, 0.1, 0.95]])
+    start = queue_start([8.0, 5.0], held, 8, [2.0] * 4, req)
+    np.testing.assert_allclose(start, [8.0, 2.0, 5.0, 8.0])
+
+
+def test_queue_start_ignores_grants_released_before_ready() -> None:
+    start = queue_start([1.0, 4.0], np.full((2, 3), 0.9), 1, [2.0, 6.0], np.full((2, 3), 0.5))
+    np.testing.assert_allclose(start, [4.0, 6.0])
+
+
+def test_queue_start_checks_shapes() -> None:
+    with pytest.raises(ValueError, match="row for row"):
+        queue_start([1.0], np.zeros((2, 3)), 1, [0.0], [[0.1] * 3])
+    with pytest.raises(ValueError, match="parallel_limit"):
+        queue_start([], np.zeros((0, 3)), 0, [0.0], [[0.1] * 3])
 
 
 def test_reflect_stays_in_box_and_is_continuous() -> None:
