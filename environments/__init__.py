@@ -9,6 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from environments.config import (
+    PRESETS,
     TERMINAL_KINDS,
     NetworkConfig,
     PartialObservabilityConfig,
@@ -25,6 +26,7 @@ from environments.wrappers import DiscreteActionWrapper, FlatContinuousActionWra
 
 __all__ = [
     "ENV_IDS",
+    "PRESETS",
     "TERMINAL_KINDS",
     "CloudEdgeOffloadEnv",
     "DiscreteActionWrapper",

@@ -6,13 +6,13 @@ Each command is a thin shell over a function in `experiments`; heavy imports hap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 app = typer.Typer(
     name="aif",
-    help="Active inference for cloud-edge LLM offloading: simulate, train, plot, diagnose.",
+    help="Active inference for cloud-edge LLM offloading: simulate, train, report, plot, diagnose.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -70,85 +70,125 @@ def diagnose(
     main(model=model, out_dir=out_dir, seed=seed, steps=steps)
 
 
+def _fail(message: str) -> NoReturn:
+    """Print a one-line error to stderr and exit with code 2 (bad usage), without a traceback."""
+    typer.echo(f"aif: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
 @app.command()
 def train(
     agent: Annotated[
-        str,
-        typer.Option(
-            help="Agent variant: aif, aif-no-info-gain, aif-env-reward, aif-single-member."
-        ),
-    ] = "aif",
-    scenario: Annotated[str, typer.Option(help="Scenario preset: paper or large.")] = "paper",
+        str, typer.Option(help="Learner: run `aif agents` for the list (aif, aif-paper, ppo, ...).")
+    ] = "aif-paper",
+    scenario: Annotated[
+        str, typer.Option(help="Scenario preset: paper, congested or large.")
+    ] = "paper",
     tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
-    episodes: Annotated[int, typer.Option(min=1, help="Training episodes per seed.")] = 100,
+    episodes: Annotated[int, typer.Option(help="Training episodes per seed.")] = 100,
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. '0,1,2' or '0-4'.")] = "0,1,2",
     tasks: Annotated[
-        int | None, typer.Option(min=1, help="Tasks per episode (default: the preset's).")
+        int | None, typer.Option(help="Tasks per episode (default: the preset's).")
     ] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="CEM candidates J.")] = 128,
-    elites: Annotated[int, typer.Option(min=1, help="CEM elites K.")] = 16,
-    iterations: Annotated[int, typer.Option(min=1, help="CEM iterations I.")] = 3,
-    horizon: Annotated[int, typer.Option(min=1, help="Planning horizon (tasks).")] = 2,
-    ensemble: Annotated[
-        int | None, typer.Option(min=1, help="Ensemble size (default: the variant's).")
+    eval_every: Annotated[
+        int, typer.Option(help="Evaluate on held-out env seeds every N episodes (0: never).")
+    ] = 10,
+    eval_episodes: Annotated[int, typer.Option(help="Held-out episodes per evaluation.")] = 5,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Learner setting key=value (repeatable), e.g. --set learning_rate=3e-4."
+        ),
     ] = None,
-    fit_steps: Annotated[
-        int | None, typer.Option(min=1, help="VFE gradient steps per refit (default 150).")
-    ] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
     obs_noise: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Noise std of server readings (0: exact).")
+        float, typer.Option(help="Noise std of server readings, in [0, 1] (0: exact).")
     ] = 0.0,
     workers: Annotated[
-        int, typer.Option(min=1, help="Seeds trained at once (a Dask LocalCluster when > 1).")
+        int, typer.Option(help="Seeds trained at once (a Dask LocalCluster when > 1).")
     ] = 1,
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler to use instead.")
     ] = None,
     references: Annotated[
-        str, typer.Option(help="Reference policies evaluated on the same env seeds ('' for none).")
+        str, typer.Option(help="Reference policies on the same env seeds ('all', '' or a list).")
     ] = "all",
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints/ and results.nc.")] = Path(
-        "runs/train"
-    ),
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    out: Annotated[
+        Path, typer.Option(help="Run folder: run.json, checkpoints/, results.nc.")
+    ] = Path("runs/train"),
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
-    """Train the active-inference agent; resumable from the run folder's checkpoints."""
-    from dataclasses import replace
+    """Train a learner (active inference or deep RL); resumable from the run folder's checkpoints."""
+    from experiments.learners import learner_names
+    from experiments.runconfig import TrainConfig, parse_setting
 
-    from aif.cem import CEMConfig
-    from experiments.report import print_training_summary
-    from experiments.train import TrainConfig, run_training
+    if agent not in learner_names():
+        _fail(f"--agent {agent!r} is unknown; expected one of {learner_names()}")
+    for name, value, low in (("--episodes", episodes, 1), ("--workers", workers, 1)):
+        if value < low:
+            _fail(f"{name} {value} must be >= {low}")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder for the run")
+    from baselines import POLICY_NAMES
 
+    if references == "all":
+        refs = list(POLICY_NAMES)
+    else:
+        refs = [r.strip() for r in references.split(",") if r.strip()]
+        unknown = [r for r in refs if r not in POLICY_NAMES]
+        if unknown:
+            _fail(
+                f"--references {unknown} unknown; expected 'all', '' or names from {list(POLICY_NAMES)}"
+            )
     try:
-        cfg = TrainConfig.for_agent(
-            agent,
+        seed_list = _parse_seeds(seeds)
+        settings = tuple(parse_setting(text) for text in (setting or []))
+        cfg = TrainConfig(
+            agent=agent,
             scenario=scenario,
             t_max=tmax,
             episodes=episodes,
-            seeds=tuple(_parse_seeds(seeds)),
+            seeds=tuple(seed_list),
             tasks_per_episode=tasks,
+            eval_every=eval_every,
+            eval_episodes=eval_episodes,
+            device=device,
             obs_noise=obs_noise,
-            planner=CEMConfig(
-                candidates=candidates, elites=elites, iterations=iterations, horizon=horizon
-            ),
+            settings=settings,
         )
-        if ensemble is not None:
-            cfg = replace(cfg, model=replace(cfg.model, ensemble_size=ensemble))
-        if fit_steps is not None:
-            cfg = replace(cfg, model=replace(cfg.model, fit_steps=fit_steps))
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    if references == "all":
-        from baselines import POLICY_NAMES
+    except (ValueError, typer.BadParameter) as err:
+        _fail(str(err))
+    if device.startswith("cuda"):
+        import torch
 
-        refs = list(POLICY_NAMES)
-    else:
-        refs = [r for r in references.split(",") if r]
-    tree = run_training(
-        cfg, out, references=refs, progress=progress, workers=workers, scheduler=scheduler
-    )
+        if not torch.cuda.is_available():
+            _fail(f"--device {device}: no CUDA device is available here; use --device cpu")
+    from experiments.learners import build_learner
+    from experiments.report import print_training_summary
+    from experiments.train import RunMismatchError, _check_run_folder, run_training
+
+    try:
+        build_learner(cfg, seed_list[0])  # rejects bad settings before any training
+        _check_run_folder(cfg, out)
+        tree = run_training(
+            cfg, out, references=refs, progress=progress, workers=workers, scheduler=scheduler
+        )
+    except RunMismatchError as err:
+        _fail(str(err))
+    except ValueError as err:
+        _fail(f"--set: {err}" if setting else str(err))
     print_training_summary(tree)
     typer.echo(f"results: {out / 'results.nc'}")
+
+
+@app.command()
+def agents() -> None:
+    """List the learners `aif train --agent` takes, with their family and a line each."""
+    from experiments.learners import learner_names, learner_spec
+
+    for name in learner_names():
+        spec = learner_spec(name)
+        typer.echo(f"{name:28s} {spec.family:17s} {spec.description}")
 
 
 @app.command()

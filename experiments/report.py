@@ -1,6 +1,7 @@
 """Summaries of training results: final metrics beside the reference policies, and convergence speed.
 
-Everything here reads a results DataTree (as written by ``aif train``) and nothing else.
+Everything here reads a results DataTree (as written by ``aif train``) and nothing else. Every
+interval is a 95% bootstrap interval over seeds (``experiments.stats``).
 """
 
 from __future__ import annotations
@@ -10,31 +11,51 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-__all__ = ["TrainingSummary", "episodes_to_fraction", "print_training_summary", "summarise"]
+from experiments.stats import Interval, mean_interval
+
+__all__ = [
+    "METRICS",
+    "TrainingSummary",
+    "episodes_to_fraction",
+    "print_training_summary",
+    "summarise",
+]
 
 METRICS = ("completion_rate", "mean_latency", "mean_pass_at_100", "total_reward")
 
 
 class TrainingSummary(NamedTuple):
-    """Final performance of the agent and of the references.
+    """Final performance of a learner and of the references.
 
     Attributes
     ----------
-    agent : dict
-        metric -> (mean, std) over seeds of the mean over the last ``window`` episodes.
+    agent : str
+        The learner's name.
+    training : dict
+        metric -> Interval over seeds of the mean over the last ``window`` training episodes.
     references : dict
-        policy -> metric -> (mean, std) over seeds.
+        policy -> metric -> Interval over seeds, on the same env seeds as ``training``.
+    evaluation : dict
+        metric -> Interval over seeds at the last evaluation on held-out env seeds (empty if
+        the run has none); ``evaluated_after`` says after how many episodes.
+    references_eval : dict
+        policy -> metric -> Interval over seeds on the held-out env seeds.
     episodes_to_90 : list of int
-        Per seed, the first episode from which the ``window``-episode moving average of the completion rate
-        reaches 90% of its final value.
+        Per seed, the first episode from which the ``window``-episode moving average of the
+        completion rate reaches 90% of its final value.
     window : int
         Episodes averaged for "final".
+    evaluated_after : int or None
     """
 
-    agent: dict[str, tuple[float, float]]
-    references: dict[str, dict[str, tuple[float, float]]]
+    agent: str
+    training: dict[str, Interval]
+    references: dict[str, dict[str, Interval]]
+    evaluation: dict[str, Interval]
+    references_eval: dict[str, dict[str, Interval]]
     episodes_to_90: list[int]
     window: int
+    evaluated_after: int | None
 
 
 def episodes_to_fraction(curve: np.ndarray, fraction: float = 0.9, window: int = 10) -> int:
@@ -64,44 +85,69 @@ def episodes_to_fraction(curve: np.ndarray, fraction: float = 0.9, window: int =
     return int(hit[0] + w - 1) if hit.size else int(curve.size - 1)
 
 
+def _per_seed(ds: xr.Dataset, dim: str) -> dict[str, Interval]:
+    per_seed = ds.mean(dim)
+    return {m: mean_interval(per_seed[m].values) for m in METRICS}
+
+
 def summarise(tree: xr.DataTree, window: int = 10) -> TrainingSummary:
-    """Final metrics (last ``window`` episodes) of the agent and of every reference policy."""
+    """Final metrics of the learner and of every reference policy, with intervals over seeds."""
     ep = tree["episodes"].to_dataset()
     w = max(1, min(window, ep.sizes["episode"]))
-    tail = ep.isel(episode=slice(-w, None)).mean("episode")
-    agent = {m: (float(tail[m].mean()), float(tail[m].std())) for m in METRICS}
-    refs: dict[str, dict[str, tuple[float, float]]] = {}
+    training = _per_seed(ep.isel(episode=slice(-w, None)), "episode")
+    refs: dict[str, dict[str, Interval]] = {}
     if "references" in tree.children:
         ref = tree["references"].to_dataset()
-        per_seed = ref.mean("episode")
         for pol in ref["policy"].values:
-            sel = per_seed.sel(policy=pol)
-            refs[str(pol)] = {m: (float(sel[m].mean()), float(sel[m].std())) for m in METRICS}
+            refs[str(pol)] = _per_seed(ref.sel(policy=pol), "episode")
+    evaluation: dict[str, Interval] = {}
+    after = None
+    if "evaluation" in tree.children:
+        ev = tree["evaluation"].to_dataset()
+        after = int(ev["after_episode"].values[-1])
+        evaluation = _per_seed(ev.sel(after_episode=after), "eval_episode")
+    refs_eval: dict[str, dict[str, Interval]] = {}
+    if "references_eval" in tree.children:
+        ref = tree["references_eval"].to_dataset()
+        for pol in ref["policy"].values:
+            refs_eval[str(pol)] = _per_seed(ref.sel(policy=pol), "eval_episode")
     to90 = [
         episodes_to_fraction(ep["completion_rate"].sel(seed=s).values, 0.9, w)
         for s in ep["seed"].values
     ]
-    return TrainingSummary(agent, refs, to90, w)
+    agent = str(tree.attrs.get("agent", "agent"))
+    return TrainingSummary(agent, training, refs, evaluation, refs_eval, to90, w, after)
 
 
 def print_training_summary(tree: xr.DataTree, window: int = 10) -> TrainingSummary:
-    """Print a rich table of :func:`summarise` and return it."""
+    """Print rich tables of :func:`summarise` (full names, never truncated) and return it."""
     from rich.console import Console
     from rich.table import Table
 
     s = summarise(tree, window)
-    table = Table(title=f"Final {s.window} episodes, mean ± std over seeds")
-    table.add_column("policy")
-    for m in METRICS:
-        table.add_column(m.replace("_", " "), justify="right")
+    n_seeds = tree["episodes"].sizes["seed"]
+    console = Console(width=200, soft_wrap=True)
 
-    def row(name: str, vals: dict[str, tuple[float, float]]) -> None:
-        table.add_row(name, *(f"{vals[m][0]:.3f} ± {vals[m][1]:.3f}" for m in METRICS))
+    def table(title: str, rows: dict[str, dict[str, Interval]]) -> None:
+        t = Table(title=title)
+        t.add_column("policy", no_wrap=True, overflow="fold")
+        for m in METRICS:
+            t.add_column(m.replace("_", " "), justify="right", no_wrap=True)
+        for name, vals in rows.items():
+            digits = {"total_reward": 2, "mean_latency": 2}
+            t.add_row(name, *(vals[m].format(digits.get(m, 3)) for m in METRICS))
+        console.print(t)
 
-    row(str(tree.attrs.get("agent", "agent")), s.agent)
-    for pol, vals in s.references.items():
-        row(pol, vals)
-    console = Console()
-    console.print(table)
+    table(
+        f"Training episodes, mean of the last {s.window} "
+        f"[95% bootstrap interval over {n_seeds} seeds]",
+        {s.agent: s.training, **s.references},
+    )
+    if s.evaluation:
+        table(
+            f"Held-out env seeds after {s.evaluated_after} episodes "
+            f"[95% bootstrap interval over {n_seeds} seeds]",
+            {s.agent: s.evaluation, **s.references_eval},
+        )
     console.print(f"episodes to 90% of final completion, per seed: {s.episodes_to_90}")
     return s

@@ -1,18 +1,18 @@
-"""Train the active-inference offloading agent over episodes and seeds, with checkpoints and a DataTree result.
+"""Train any registered learner over episodes and seeds, with checkpoints and a DataTree result.
 
-Perceive, plan (CEM over expected free energy), act, store, and refit the ensemble after every episode;
-an interrupted run resumes from its last per-episode checkpoint and ends with identical results.
+Every learner (active-inference agent or deep-RL baseline) plays the same training env seeds,
+is evaluated on the same held-out seeds every ``eval_every`` episodes, checkpoints after every
+round of episodes, and resumes from there to identical numbers after an interruption.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,177 +21,55 @@ import numpy as np
 import torch
 import xarray as xr
 
-from aif.agent import ModelBasedAgent
-from aif.cem import CEMConfig
 from experiments.atomic import write_atomic
-from generative_models.offloading import (
-    ModelConfig,
-    ObservationLayout,
-    OffloadingWorldModel,
-    PolicyEFE,
-    PreferenceConfig,
-    ReadingFilter,
-)
+from experiments.learners import Episode, Learner, build_learner, learner_names, learner_spec
+from experiments.runconfig import TrainConfig, episode_seed, eval_seed, make_env
 
 __all__ = [
-    "AGENT_VARIANTS",
+    "METRICS",
+    "RunMismatchError",
     "TrainConfig",
-    "build_agent",
-    "episode_seed",
-    "make_env",
+    "episode_record",
+    "evaluate_references",
+    "load_checkpoint",
+    "records_to_datatree",
     "run_training",
     "train_seed",
+    "write_results",
 ]
 
-#: Agent variants: the full agent, the ablations (no information gain, env reward in place of
-#: rewardless guidance, an ensemble of one member), the agent with randomised prior functions, the
-#: agent whose preferred outcome density is proportional to rg (``PreferenceConfig.form``), and an
-#: extension with an explicit preference for completion beside rewardless guidance (with prior
-#: functions: without them its first run stalled at zero completion).
-AGENT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "aif": {},
-    "aif-no-info-gain": {"preferences": {"info_gain_weight": 0.0}},
-    "aif-env-reward": {"model": {"guidance": "reward"}},
-    "aif-single-member": {"model": {"ensemble_size": 1}},
-    "aif-prior-functions": {"model": {"prior_function_scale": 1.0}},
-    "aif-proportional": {"preferences": {"form": "proportional"}},
-    "aif-completion": {
-        "preferences": {"completion_weight": 1.0},
-        "model": {"prior_function_scale": 1.0},
-    },
-}
-
-EFE_TERMS = tuple(PolicyEFE._fields)
-METRICS = ("completion_rate", "mean_latency", "mean_pass_at_100", "total_reward")
+#: Per-episode metrics stored and reported.
+METRICS = ("completion_rate", "mean_latency", "mean_pass_at_100", "total_reward", "cloud_share")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on; two runs with equal configs give equal numbers.
-
-    Parameters
-    ----------
-    agent : str
-        One of :data:`AGENT_VARIANTS`.
-    scenario : str
-        Scenario preset (``"paper"`` or ``"large"``).
-    t_max : float
-        Task deadline in seconds.
-    episodes : int
-        Episodes per seed.
-    seeds : tuple of int
-        One independent run per seed.
-    tasks_per_episode : int or None
-        Override of the preset's tasks per episode.
-    planner, model, preferences
-        Settings of the CEM planner, the ensemble model and the EFE weights.
-    threads : int
-        torch intra-op threads (1 keeps runs bit-reproducible and matches the one-core targets).
-    obs_noise : float
-        Standard deviation of the noise on server readings (partial observability; 0 = exact
-        readings). The agent is told this sensor specification and perceives through a
-        :class:`~generative_models.offloading.ReadingFilter`.
-    obs_delay : int
-        Decisions by which server readings lag (partial observability).
-    """
-
-    agent: str = "aif"
-    scenario: str = "paper"
-    t_max: float = 15.0
-    episodes: int = 100
-    seeds: tuple[int, ...] = (0, 1, 2)
-    tasks_per_episode: int | None = None
-    planner: CEMConfig = field(default_factory=CEMConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    preferences: PreferenceConfig = field(default_factory=PreferenceConfig)
-    threads: int = 1
-    obs_noise: float = 0.0
-    obs_delay: int = 0
-
-    def __post_init__(self) -> None:
-        if self.agent not in AGENT_VARIANTS:
-            raise ValueError(
-                f"agent {self.agent!r} is unknown; expected one of {sorted(AGENT_VARIANTS)}"
-            )
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one seed, got an empty tuple")
-        if not self.t_max > 0:
-            raise ValueError(f"t_max must be > 0 seconds, got {self.t_max!r}")
-        if not 0 <= self.obs_noise <= 1:
-            raise ValueError(f"obs_noise must lie in [0, 1], got {self.obs_noise!r}")
-        if self.obs_delay < 0:
-            raise ValueError(f"obs_delay must be >= 0, got {self.obs_delay!r}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads!r}")
-
-    @classmethod
-    def for_agent(cls, agent: str, **kwargs: Any) -> TrainConfig:
-        """Config of a named variant, with the variant's overrides applied to the sub-configs."""
-        if agent not in AGENT_VARIANTS:
-            raise ValueError(
-                f"agent {agent!r} is unknown; expected one of {sorted(AGENT_VARIANTS)}"
-            )
-        base = cls(agent=agent, **kwargs)
-        over = AGENT_VARIANTS[agent]
-        return replace(
-            base,
-            model=replace(base.model, **over.get("model", {})),
-            preferences=replace(base.preferences, **over.get("preferences", {})),
-            planner=replace(base.planner, **over.get("planner", {})),
-        )
-
-    def to_json(self) -> str:
-        """Canonical JSON of the config (used to match checkpoints to runs)."""
-        return json.dumps(asdict(self), sort_keys=True, default=str)
-
-    def digest(self, seed: int) -> str:
-        """Hash of everything that determines the run of one seed (the seed list itself excluded)."""
-        d = asdict(self)
-        d.pop("seeds")
-        d.pop("episodes")
-        return hashlib.sha256(
-            json.dumps([d, seed], sort_keys=True, default=str).encode()
-        ).hexdigest()
+class RunMismatchError(ValueError):
+    """A run folder or checkpoint belongs to other settings than the ones asked for."""
 
 
-def episode_seed(seed: int, episode: int) -> int:
-    """Env seed of episode ``episode`` of run ``seed``; the same for every method compared on it."""
-    return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1)[0])
+# ---------------------------------------------------------------------- records
+def episode_record(episode: Episode, env_seed: int) -> dict[str, Any]:
+    """The stored record of one played episode: metrics, per-decision outcomes and extras."""
+    from environments import episode_metrics
 
-
-def make_env(config: TrainConfig) -> Any:
-    """The registered environment of the config's scenario, with its t_max."""
-    import gymnasium as gym
-
-    import environments  # noqa: F401  (registers the ids)
-    from environments import ENV_IDS
-
-    env_id = {preset: env_id for env_id, preset in ENV_IDS.items()}.get(config.scenario)
-    if env_id is None:
-        raise ValueError(
-            f"scenario {config.scenario!r} is unknown; expected one of {sorted(ENV_IDS.values())}"
-        )
-    kwargs: dict[str, Any] = {"t_max": config.t_max}
-    if config.tasks_per_episode is not None:
-        kwargs["tasks_per_episode"] = config.tasks_per_episode
-    if config.obs_noise > 0 or config.obs_delay > 0:
-        kwargs["partial_observability"] = {
-            "noise_std": config.obs_noise,
-            "delay_steps": config.obs_delay,
-        }
-    return gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
-
-
-def build_agent(config: TrainConfig, env: Any, seed: int) -> ModelBasedAgent:
-    """The agent of a config for an environment: layout from the env, model and planner seeded."""
-    n_servers = int(env.action_space["server"].n)
-    layout = ObservationLayout.from_mapping(env.obs_layout, n_servers)
-    model = OffloadingWorldModel(layout, config.model, config.preferences, seed=seed)
-    # A zero share is allowed: the env rejects such a task at once without holding resources, which is
-    # the right move for a task that cannot complete anyway.
-    return ModelBasedAgent(model, n_servers, 3, config.planner, seed=seed + 7919, low=0.0)
+    m = episode_metrics(episode.infos)
+    infos = episode.infos
+    return {
+        "env_seed": int(env_seed),
+        "metrics": {k: float(getattr(m, k)) for k in METRICS},
+        "learn_stat": float(episode.learn_stat),
+        "median_decision_ms": 1e3 * float(np.median(episode.decision_s))
+        if episode.decision_s
+        else math.nan,
+        "server": [int(i["server"]) for i in infos],
+        "completed": [bool(i["completed"]) for i in infos],
+        "latency": [math.nan if i["latency"] is None else float(i["latency"]) for i in infos],
+        "pass_at_100": [
+            math.nan if i["pass_at_100"] is None else float(i["pass_at_100"]) for i in infos
+        ],
+        "reward": [float(i["reward"]) for i in infos],
+        "shares": [np.asarray(i["shares"], float).tolist() for i in infos],
+        "extras": {k: [list(map(float, row)) for row in v] for k, v in episode.extras.items()},
+    }
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -199,108 +77,38 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def _agent_state(agent: ModelBasedAgent) -> dict[str, Any]:
-    model = agent.model
-    assert isinstance(model, OffloadingWorldModel)
-    return {
-        "model": model.state_dict(),
-        "data": {k: list(v) for k, v in vars(model.data).items()},
-        "model_rng": model.generator.get_state(),
-        "agent_rng": agent.generator.get_state(),
-        "vfe_trace": list(model.vfe_trace),
-        "n_fits": model.n_fits,
-    }
-
-
-def _load_agent_state(agent: ModelBasedAgent, state: dict[str, Any]) -> None:
-    model = agent.model
-    assert isinstance(model, OffloadingWorldModel)
-    model.load_state_dict(state["model"])
-    for k, v in state["data"].items():
-        setattr(model.data, k, list(v))
-    model.generator.set_state(state["model_rng"])
-    agent.generator.set_state(state["agent_rng"])
-    model.vfe_trace = list(state["vfe_trace"])
-    model.n_fits = int(state["n_fits"])
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint, with a one-line error for a truncated or foreign file."""
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as err:  # torch raises several kinds for a damaged file
+        raise RunMismatchError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}); delete it to start that "
+            "seed again, or use another --out folder"
+        ) from None
+    if not isinstance(state, dict) or not {"digest", "learner", "records", "evals"} <= set(state):
+        raise RunMismatchError(
+            f"checkpoint {path} is not a checkpoint of `aif train`; delete it or use another --out"
+        )
+    return state
 
 
 # ---------------------------------------------------------------------- one seed
-def run_episode(
-    agent: ModelBasedAgent, env: Any, env_seed: int, obs_noise: float = 0.0
-) -> dict[str, Any]:
-    """Play one episode with learning data stored (not yet refitted); returns its records.
-
-    With ``obs_noise > 0`` the agent perceives through a :class:`ReadingFilter` and decides, stores and
-    learns on its perceived observations.
-    """
-    model = agent.model
-    assert isinstance(model, OffloadingWorldModel)
-    obs, _ = env.reset(seed=env_seed)
-    obs_t = torch.as_tensor(obs, dtype=torch.float32)
-    perception = ReadingFilter(model, obs_noise) if obs_noise > 0 else None
-    if perception is not None:
-        obs_t = perception.reset(obs_t)
-    rec: dict[str, Any] = {
-        "server": [],
-        "completed": [],
-        "latency": [],
-        "pass_at_100": [],
-        "reward": [],
-        "decision_s": [],
-        "efe_parts": [],
-        "shares": [],
-    }
-    infos = []
-    done = False
-    while not done:
-        t0 = time.perf_counter()
-        decision = agent.act(obs_t)
-        rec["decision_s"].append(time.perf_counter() - t0)
-        shares = model.to_shares(obs_t, decision.choice, decision.vector)
-        action = {"server": decision.choice, "shares": shares.numpy().astype(np.float32)}
-        obs2, reward, terminated, truncated, info = env.step(action)
-        done = bool(terminated or truncated)
-        obs2_t = torch.as_tensor(obs2, dtype=torch.float32)
-        if perception is not None and not done:
-            obs2_t = perception.step(obs_t, decision.choice, shares, obs2_t)
-        completed = bool(info["completed"])
-        # A failed task is censored: its latency and accuracy are never observed.
-        latency = float(info["latency"]) if completed else math.inf
-        accuracy = float(info["pass_at_100"]) if completed else math.nan
-        model.add(
-            obs_t,
-            decision.choice,
-            shares,
-            completed,
-            latency,
-            accuracy if completed else 0.0,
-            float(reward),
-            None if done else obs2_t,
-        )
-        infos.append(info)
-        rec["server"].append(decision.choice)
-        rec["completed"].append(completed)
-        rec["latency"].append(latency if completed else np.nan)
-        rec["pass_at_100"].append(accuracy)
-        rec["reward"].append(float(reward))
-        rec["efe_parts"].append([decision.parts[k] for k in EFE_TERMS])
-        rec["shares"].append(shares.tolist())
-        obs_t = obs2_t
-    from environments import episode_metrics
-
-    m = episode_metrics(infos)
-    rec["metrics"] = {k: float(getattr(m, k)) for k in METRICS}
-    return rec
+def _evaluate(learner: Learner, config: TrainConfig, seed: int) -> list[dict[str, Any]]:
+    return [
+        episode_record(learner.evaluate(eval_seed(seed, k)), eval_seed(seed, k))
+        for k in range(config.eval_episodes)
+    ]
 
 
 def train_seed(
     config: TrainConfig,
     seed: int,
     checkpoint_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool = False,
     stop_after: int | None = None,
     on_episode: Callable[[int, int, float], None] | None = None,
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """Train one seed for ``config.episodes`` episodes, resuming from a checkpoint when there is one.
 
     Parameters
@@ -308,150 +116,193 @@ def train_seed(
     config : TrainConfig
         The run.
     seed : int
-        The seed (agent initialisation, planner sampling and the env seeds of the episodes).
+        The seed (learner initialisation and the env seeds of its episodes).
     checkpoint_dir : Path, optional
-        Where ``seed{seed}.pt`` is written after every episode (atomically).
+        Where ``seed{seed}.pt`` is written after every round of episodes (atomically).
     progress : bool
-        Show a progress bar.
+        Print progress lines (single-process runs).
     stop_after : int, optional
-        Stop after this many episodes in this call (for tests of resumption).
+        Stop after this many rounds in this call (for tests of resumption).
     on_episode : callable, optional
         Called as ``on_episode(seed, episodes_done, completion_rate)`` after every checkpointed
-        episode (progress reporting from cluster workers).
+        round (progress reporting from cluster workers).
 
     Returns
     -------
-    list of dict
-        One record per episode (metrics, per-decision EFE parts, choices, final VFE of the refit).
+    dict
+        ``records`` (one per training episode), ``evals`` (after-episode -> records of the
+        held-out episodes) and ``extra_labels`` of the learner.
     """
-    from tqdm.auto import tqdm
+    from experiments.progress import ProgressReporter
 
     torch.set_num_threads(config.threads)
-    env = make_env(config)
-    agent = build_agent(config, env, seed)
+    learner = build_learner(config, seed)
     records: list[dict[str, Any]] = []
+    evals: dict[int, list[dict[str, Any]]] = {}
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed{seed}.pt"
     digest = config.digest(seed)
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        if state.get("digest") != digest:
-            raise ValueError(
-                f"checkpoint {ckpt} belongs to a different configuration; "
-                "use another --out folder or delete it"
+        state = load_checkpoint(ckpt)
+        if state["digest"] != digest:
+            raise RunMismatchError(
+                f"checkpoint {ckpt} belongs to a different configuration; use another --out "
+                "folder or delete it"
             )
-        _load_agent_state(agent, state["agent"])
-        records = state["records"]
-    start = len(records)
-    bar = tqdm(
-        range(start, config.episodes),
-        initial=start,
-        total=config.episodes,
-        desc=f"{config.agent} seed {seed}",
-        disable=not progress,
-        leave=False,
-    )
-    done_now = 0
-    for ep in bar:
-        rec = run_episode(agent, env, episode_seed(seed, ep), config.obs_noise)
-        trace = agent.learn()
-        rec["vfe"] = float(trace[-1]) if trace else float("nan")
-        records.append(rec)
-        bar.set_postfix(completion=f"{rec['metrics']['completion_rate']:.2f}")
-        if ckpt is not None:
-            _atomic_torch_save(
-                {"digest": digest, "agent": _agent_state(agent), "records": records}, ckpt
+        if len(state["records"]) > config.episodes:
+            raise RunMismatchError(
+                f"checkpoint {ckpt} already holds {len(state['records'])} episodes, more than "
+                f"--episodes {config.episodes}; ask for at least that many or use another --out"
             )
-        done_now += 1
-        if on_episode is not None:
-            on_episode(seed, len(records), rec["metrics"]["completion_rate"])
-        if stop_after is not None and done_now >= stop_after:
-            break
-    env.close()
-    return records
+        learner.load_state_dict(state["learner"])
+        records, evals = state["records"], {int(k): v for k, v in state["evals"].items()}
+    points = config.eval_points()
+    rounds = 0
+    with ProgressReporter(config.episodes, f"{config.agent} seed {seed}", enabled=progress) as bar:
+        bar.update(len(records))
+        while True:
+            done = len(records)
+            if done in points and done not in evals:
+                evals[done] = _evaluate(learner, config, seed)
+            if done >= config.episodes or (stop_after is not None and rounds >= stop_after):
+                break
+            n = min(learner.episodes_per_round, config.episodes - done)
+            seeds = [episode_seed(seed, done + k) for k in range(n)]
+            for episode, s in zip(learner.train_round(seeds), seeds, strict=True):
+                records.append(episode_record(episode, s))
+            done = len(records)
+            if done in points and done not in evals:
+                evals[done] = _evaluate(learner, config, seed)
+            if ckpt is not None:
+                _atomic_torch_save(
+                    {
+                        "digest": digest,
+                        "learner": learner.state_dict(),
+                        "records": records,
+                        "evals": evals,
+                    },
+                    ckpt,
+                )
+            rounds += 1
+            last = records[-1]["metrics"]["completion_rate"]
+            bar.update(done, f"completion {last:.2f}")
+            if on_episode is not None:
+                on_episode(seed, done, last)
+    return {"records": records, "evals": evals, "extra_labels": learner.extra_labels}
 
 
 # ---------------------------------------------------------------------- results
+def _decisions(
+    runs: dict[int, list[dict[str, Any]]],
+    episode_dim: str,
+    extra_labels: dict[str, tuple[str, list[str]]],
+) -> xr.Dataset:
+    """Per-decision arrays of records, dims (seed, ``episode_dim``, task[, label dim])."""
+    seeds = sorted(runs)
+    n_ep = min(len(runs[s]) for s in seeds)
+    n_task = max((len(r["server"]) for s in seeds for r in runs[s][:n_ep]), default=0)
+
+    def stack(key: str, fill: Any, width: int | None = None) -> np.ndarray:
+        shape = (len(seeds), n_ep, n_task) + (() if width is None else (width,))
+        out = np.full(shape, fill, dtype=float)
+        for i, s in enumerate(seeds):
+            for e, r in enumerate(runs[s][:n_ep]):
+                values = r[key] if key in r else r["extras"][key]
+                if len(values):
+                    out[i, e, : len(values)] = np.asarray(values, dtype=float)
+        return out
+
+    data: dict[str, Any] = {
+        "server": (("seed", episode_dim, "task"), stack("server", -1).astype(np.int64)),
+        "completed": (("seed", episode_dim, "task"), stack("completed", np.nan)),
+        "latency": (("seed", episode_dim, "task"), stack("latency", np.nan)),
+        "pass_at_100": (("seed", episode_dim, "task"), stack("pass_at_100", np.nan)),
+        "reward": (("seed", episode_dim, "task"), stack("reward", np.nan)),
+        "shares": (("seed", episode_dim, "task", "resource"), stack("shares", np.nan, 3)),
+    }
+    coords: dict[str, Any] = {
+        "seed": seeds,
+        episode_dim: np.arange(n_ep),
+        "task": np.arange(n_task),
+        "resource": ["compute", "bandwidth", "memory"],
+    }
+    for key, (dim, labels) in extra_labels.items():
+        data[key] = (("seed", episode_dim, "task", dim), stack(key, np.nan, len(labels)))
+        coords[dim] = list(labels)
+    ds = xr.Dataset(data, coords=coords)
+    ds["latency"].attrs.update(units="s", description="latency of completed tasks (NaN: failed)")
+    ds["completed"].attrs["description"] = "1 if the task was done by t_max"
+    return ds
+
+
+def _metrics(runs: dict[int, list[dict[str, Any]]], episode_dim: str) -> xr.Dataset:
+    seeds = sorted(runs)
+    n_ep = min(len(runs[s]) for s in seeds)
+    data: dict[str, Any] = {
+        k: (("seed", episode_dim), [[r["metrics"][k] for r in runs[s][:n_ep]] for s in seeds])
+        for k in METRICS
+    }
+    data["env_seed"] = (
+        ("seed", episode_dim),
+        np.asarray([[r["env_seed"] for r in runs[s][:n_ep]] for s in seeds], dtype=np.int64),
+    )
+    return xr.Dataset(data, coords={"seed": seeds, episode_dim: np.arange(n_ep)})
+
+
 def records_to_datatree(
     config: TrainConfig,
-    records: dict[int, list[dict[str, Any]]],
+    results: dict[int, dict[str, Any]],
     references: xr.Dataset | None = None,
+    references_eval: xr.Dataset | None = None,
 ) -> xr.DataTree:
-    """Labelled results: ``/episodes`` (seed, episode), ``/decisions`` (seed, episode, task, term).
+    """Labelled results of a run.
 
-    Parameters
-    ----------
-    config : TrainConfig
-        The run (stored as JSON in the root attributes).
-    records : dict
-        seed -> per-episode records from :func:`train_seed`.
-    references : xarray.Dataset, optional
-        Reference-policy metrics on the same episode seeds, stored as ``/references``.
+    Groups: ``/episodes`` (seed, episode) training metrics, the learner's ``learn_stat`` and
+    median decision time; ``/decisions`` (seed, episode, task) every decision's server, shares
+    and outcome, plus the learner's extras; ``/evaluation`` (seed, after_episode, eval_episode)
+    metrics on held-out env seeds; ``/references`` (policy, seed, episode) the reference
+    policies on the training env seeds of the last episodes; ``/references_eval`` (policy, seed,
+    eval_episode) on the held-out seeds.
     """
-    seeds = sorted(records)
-    n_ep = min(len(records[s]) for s in seeds)
-    n_task = max(len(r["server"]) for s in seeds for r in records[s][:n_ep])
-
-    def pad(values: list[Any], fill: Any) -> list[Any]:
-        return list(values) + [fill] * (n_task - len(values))
-
-    ep_vars: dict[str, Any] = {}
-    for k in METRICS:
-        ep_vars[k] = (
-            ("seed", "episode"),
-            [[r["metrics"][k] for r in records[s][:n_ep]] for s in seeds],
-        )
-    ep_vars["vfe"] = (("seed", "episode"), [[r["vfe"] for r in records[s][:n_ep]] for s in seeds])
-    ep_vars["median_decision_ms"] = (
+    seeds = sorted(results)
+    train = {s: results[s]["records"] for s in seeds}
+    extra_labels = results[seeds[0]]["extra_labels"]
+    episodes = _metrics(train, "episode")
+    n_ep = episodes.sizes["episode"]
+    episodes["learn_stat"] = (
         ("seed", "episode"),
-        [[1e3 * float(np.median(r["decision_s"])) for r in records[s][:n_ep]] for s in seeds],
+        [[r["learn_stat"] for r in train[s][:n_ep]] for s in seeds],
     )
-    episodes = xr.Dataset(ep_vars, coords={"seed": seeds, "episode": np.arange(n_ep)})
-    nan_parts = [np.nan] * len(EFE_TERMS)
-    dec = xr.Dataset(
-        {
-            "server": (
-                ("seed", "episode", "task"),
-                [[pad(r["server"], -1) for r in records[s][:n_ep]] for s in seeds],
-            ),
-            "completed": (
-                ("seed", "episode", "task"),
-                [
-                    [pad([float(c) for c in r["completed"]], np.nan) for r in records[s][:n_ep]]
-                    for s in seeds
-                ],
-            ),
-            "latency": (
-                ("seed", "episode", "task"),
-                [[pad(r["latency"], np.nan) for r in records[s][:n_ep]] for s in seeds],
-            ),
-            "pass_at_100": (
-                ("seed", "episode", "task"),
-                [[pad(r["pass_at_100"], np.nan) for r in records[s][:n_ep]] for s in seeds],
-            ),
-            "shares": (
-                ("seed", "episode", "task", "resource"),
-                [[pad(r["shares"], [np.nan] * 3) for r in records[s][:n_ep]] for s in seeds],
-            ),
-            "efe_parts": (
-                ("seed", "episode", "task", "term"),
-                [[pad(r["efe_parts"], nan_parts) for r in records[s][:n_ep]] for s in seeds],
-            ),
-        },
-        coords={
-            "seed": seeds,
-            "episode": np.arange(n_ep),
-            "task": np.arange(n_task),
-            "term": list(EFE_TERMS),
-            "resource": ["compute", "bandwidth", "memory"],
-        },
+    episodes["median_decision_ms"] = (
+        ("seed", "episode"),
+        [[r["median_decision_ms"] for r in train[s][:n_ep]] for s in seeds],
     )
-    children = {"episodes": xr.DataTree(episodes), "decisions": xr.DataTree(dec)}
+    episodes["median_decision_ms"].attrs["units"] = "ms"
+    children: dict[str, xr.DataTree] = {
+        "episodes": xr.DataTree(episodes),
+        "decisions": xr.DataTree(_decisions(train, "episode", extra_labels)),
+    }
+    points = sorted(set.intersection(*(set(results[s]["evals"]) for s in seeds)))
+    if points:
+        per_point = []
+        for p in points:
+            ds = _metrics({s: results[s]["evals"][p] for s in seeds}, "eval_episode")
+            per_point.append(ds)
+        evaluation = xr.concat(per_point, dim=xr.DataArray(points, dims="after_episode"))
+        evaluation["env_seed"] = evaluation["env_seed"].isel(after_episode=0, drop=True)
+        children["evaluation"] = xr.DataTree(evaluation)
     if references is not None:
         children["references"] = xr.DataTree(references)
-    tree = xr.DataTree(
-        xr.Dataset(attrs={"config": config.to_json(), "agent": config.agent}), children=children
-    )
-    return tree
+    if references_eval is not None:
+        children["references_eval"] = xr.DataTree(references_eval)
+    spec = learner_spec(config.agent)
+    attrs = {
+        "config": config.to_json(),
+        "agent": config.agent,
+        "family": spec.family,
+        "episodes": int(n_ep),
+        "n_seeds": len(seeds),
+    }
+    return xr.DataTree(xr.Dataset(attrs=attrs), children=children)
 
 
 def write_results(tree: xr.DataTree, path: Path) -> None:
@@ -460,20 +311,38 @@ def write_results(tree: xr.DataTree, path: Path) -> None:
 
 
 def evaluate_references(
-    config: TrainConfig, policies: Sequence[str], n_episodes: int
+    config: TrainConfig,
+    policies: Sequence[str],
+    env_seeds: dict[int, list[int]],
+    episode_dim: str = "episode",
+    coords: Sequence[int] | None = None,
 ) -> xr.Dataset:
-    """Metrics of reference policies on the last ``n_episodes`` env seeds of every training seed."""
+    """Metrics of reference policies on given env seeds.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run (its scenario, t_max, tasks per episode).
+    policies : sequence of str
+        Names from ``baselines.POLICY_NAMES``.
+    env_seeds : dict
+        Run seed -> env seeds to play, equal lengths.
+    episode_dim : str
+        Name of the episode dimension.
+    coords : sequence of int, optional
+        Labels of that dimension (default 0..n-1).
+    """
     from baselines import make_policy
     from environments import episode_metrics
 
     env = make_env(config)
-    eps = list(range(max(0, config.episodes - n_episodes), config.episodes))
-    out = np.full((len(policies), len(config.seeds), len(eps), len(METRICS)), np.nan)
+    run_seeds = sorted(env_seeds)
+    n = len(env_seeds[run_seeds[0]])
+    out = np.full((len(policies), len(run_seeds), n, len(METRICS)), np.nan)
     for i, name in enumerate(policies):
-        for j, seed in enumerate(config.seeds):
-            for k, ep in enumerate(eps):
+        for j, seed in enumerate(run_seeds):
+            for k, es in enumerate(env_seeds[seed]):
                 pol = make_policy(name)
-                es = episode_seed(seed, ep)
                 pol.reset(es)
                 obs, _ = env.reset(seed=es)
                 infos = []
@@ -486,9 +355,37 @@ def evaluate_references(
                 out[i, j, k] = [getattr(m, x) for x in METRICS]
     env.close()
     return xr.Dataset(
-        {x: (("policy", "seed", "episode"), out[..., n]) for n, x in enumerate(METRICS)},
-        coords={"policy": list(policies), "seed": list(config.seeds), "episode": eps},
+        {x: (("policy", "seed", episode_dim), out[..., q]) for q, x in enumerate(METRICS)},
+        coords={
+            "policy": list(policies),
+            "seed": run_seeds,
+            episode_dim: list(coords) if coords is not None else list(range(n)),
+        },
     )
+
+
+def _check_run_folder(config: TrainConfig, out: Path) -> None:
+    """Refuse a run folder that holds a run of other settings (seeds and episodes may grow)."""
+    meta = out / "run.json"
+    if out.exists() and not out.is_dir():
+        raise RunMismatchError(f"--out {out} is a file; give a folder for the run")
+    if not meta.exists():
+        return
+    try:
+        old = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise RunMismatchError(f"{meta} cannot be read; delete it or use another --out") from None
+    new = json.loads(json.dumps(asdict(config), default=str))
+    differ = sorted(
+        k
+        for k in set(old) | set(new)
+        if k not in ("seeds", "episodes") and old.get(k) != new.get(k)
+    )
+    if differ:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
+        raise RunMismatchError(
+            f"--out {out} holds a run with other settings ({shown}); use another --out folder"
+        )
 
 
 def run_training(
@@ -507,35 +404,66 @@ def run_training(
     config : TrainConfig
         The run.
     out : Path
-        Run folder (``checkpoints/``, ``results.nc``).
+        Run folder (``run.json``, ``checkpoints/``, ``results.nc``). A folder holding a run of
+        other settings is refused; a run can be continued with more episodes or seeds.
     references : sequence of str
-        Reference policies evaluated on the same env seeds.
+        Reference policies evaluated on the same env seeds (the last ``reference_episodes``
+        training episodes of every seed, and the held-out evaluation episodes).
     reference_episodes : int
-        How many of the last episodes of each seed the references are evaluated on.
+        How many of the last training episodes the references are played on.
     progress : bool
-        Show progress bars.
+        Show progress.
     workers : int
-        Seeds trained at once: ``1`` runs them in this process; more starts a Dask ``LocalCluster`` with
-        that many single-threaded worker processes.
+        Seeds trained at once: ``1`` runs them in this process; more starts a Dask
+        ``LocalCluster`` with that many single-threaded worker processes.
     scheduler : str, optional
         Address of a running Dask scheduler to use instead of a local cluster.
     """
     out = Path(out)
-    ckpt = out / "checkpoints"
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
-    if workers == 1 and scheduler is None:
-        records = {
-            s: train_seed(config, s, checkpoint_dir=ckpt, progress=progress) for s in config.seeds
-        }
-    else:
-        records = _train_on_dask(config, ckpt, progress, workers, scheduler)
-    ref = (
-        evaluate_references(config, references, min(reference_episodes, config.episodes))
-        if references
-        else None
+    _check_run_folder(config, out)
+    ckpt = out / "checkpoints"
+    for s in config.seeds:  # fail early on an unreadable or foreign checkpoint
+        path = ckpt / f"seed{s}.pt"
+        if path.exists():
+            state = load_checkpoint(path)
+            if state["digest"] != config.digest(s):
+                raise RunMismatchError(
+                    f"checkpoint {path} belongs to a different configuration; use another --out"
+                )
+            if len(state["records"]) > config.episodes:
+                raise RunMismatchError(
+                    f"checkpoint {path} already holds {len(state['records'])} episodes, more "
+                    f"than --episodes {config.episodes}; ask for at least that many"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(
+        out / "run.json",
+        lambda tmp: Path(tmp).write_text(json.dumps(asdict(config), indent=1, default=str)),
     )
-    tree = records_to_datatree(config, records, ref)
+    if workers == 1 and scheduler is None:
+        results = {s: train_seed(config, s, ckpt, progress=progress) for s in config.seeds}
+    else:
+        results = _train_on_dask(config, ckpt, progress, workers, scheduler)
+    ref = ref_eval = None
+    if references:
+        n = min(reference_episodes, config.episodes)
+        last = list(range(config.episodes - n, config.episodes))
+        ref = evaluate_references(
+            config,
+            references,
+            {s: [episode_seed(s, e) for e in last] for s in config.seeds},
+            coords=last,
+        )
+        if config.eval_every:
+            ref_eval = evaluate_references(
+                config,
+                references,
+                {s: [eval_seed(s, k) for k in range(config.eval_episodes)] for s in config.seeds},
+                episode_dim="eval_episode",
+            )
+    tree = records_to_datatree(config, results, ref, ref_eval)
     write_results(tree, out / "results.nc")
     return tree
 
@@ -551,10 +479,11 @@ def _drain(queue: Any) -> list[tuple[int, int, float]]:
 
 def _train_on_dask(
     config: TrainConfig, ckpt: Path, progress: bool, workers: int, scheduler: str | None
-) -> dict[int, list[dict[str, Any]]]:
-    """One task per seed on a Dask cluster; every seed still checkpoints after each episode."""
+) -> dict[int, dict[str, Any]]:
+    """One task per seed on a Dask cluster; every seed still checkpoints after each round."""
     from dask.distributed import Client, LocalCluster, Queue
-    from tqdm.auto import tqdm
+
+    from experiments.progress import ProgressReporter
 
     if scheduler is not None:
         client = Client(scheduler)
@@ -571,7 +500,8 @@ def _train_on_dask(
         )
         client = Client(cluster)
     try:
-        # Workers report every finished episode on a queue; the bar counts episodes over all seeds.
+        if progress:
+            print(f"dask dashboard: {client.dashboard_link}", flush=True)
         queue = Queue(client=client)
         report = partial(_report_episode, queue)
         futures = {
@@ -581,23 +511,29 @@ def _train_on_dask(
             for s in config.seeds
         }
         total = config.episodes * len(config.seeds)
-        bar = tqdm(total=total, desc=f"{config.agent} episodes", disable=not progress)
         done: dict[int, int] = {}
         last: dict[int, float] = {}
-        while True:
-            finished = all(f.done() for f in futures)
-            for seed, n, completion in _drain(queue):
-                done[seed], last[seed] = n, completion
-            if last:
-                bar.update(sum(done.values()) - bar.n)
-                bar.set_postfix(completion=" ".join(f"{last[k]:.2f}" for k in sorted(last)))
-            if finished:
-                break
-            time.sleep(1.0)
-        records = {futures[f]: f.result() for f in futures}
-        bar.close()
+        with ProgressReporter(total, f"{config.agent} episodes", enabled=progress) as bar:
+            while True:
+                finished = all(f.done() for f in futures)
+                for seed, n, completion in _drain(queue):
+                    done[seed], last[seed] = n, completion
+                if last:
+                    bar.update(
+                        sum(done.values()),
+                        "completion " + " ".join(f"{last[k]:.2f}" for k in sorted(last)),
+                    )
+                if finished:
+                    break
+                time.sleep(1.0)
+        results = {futures[f]: f.result() for f in futures}
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return records
+    return results
+
+
+def agent_names() -> list[str]:
+    """Names ``aif train --agent`` accepts."""
+    return learner_names()

@@ -1,0 +1,231 @@
+"""What a training run depends on: the typed run configuration, the env-seed schedule and the env.
+
+Every method compared on the world (active-inference agents, deep-RL baselines) is trained and
+evaluated on the same env seeds, derived here from the run seed and the episode index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = [
+    "TrainConfig",
+    "apply_settings",
+    "episode_seed",
+    "eval_seed",
+    "make_env",
+    "parse_setting",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; two runs with equal configs give equal numbers.
+
+    Parameters
+    ----------
+    agent : str
+        A learner name (``experiments.learners.learner_names()``): an active-inference agent or a
+        deep-RL baseline.
+    scenario : str
+        Scenario preset of the world (``environments.PRESETS``).
+    t_max : float
+        Task deadline in seconds.
+    episodes : int
+        Training episodes per seed (one episode is ``tasks_per_episode`` decisions).
+    seeds : tuple of int
+        One independent run per seed.
+    tasks_per_episode : int or None
+        Override of the preset's tasks per episode (the preset's time window is kept).
+    eval_every : int
+        Evaluate the learner on held-out env seeds after every ``eval_every`` training episodes
+        (and after the last one); 0 disables evaluation.
+    eval_episodes : int
+        Held-out episodes per evaluation.
+    threads : int
+        torch intra-op threads (1 keeps runs bit-reproducible and matches one-core targets).
+    device : str
+        torch device of the learner (``"cpu"`` or ``"cuda"``); results are bit-reproducible on
+        the CPU only.
+    obs_noise, obs_delay : float, int
+        Partial observability of the server readings (noise std, delay in decisions).
+    settings : tuple of (str, value) pairs
+        Learner-specific settings (hyperparameters), validated by the learner.
+    """
+
+    agent: str = "aif"
+    scenario: str = "paper"
+    t_max: float = 15.0
+    episodes: int = 100
+    seeds: tuple[int, ...] = (0, 1, 2)
+    tasks_per_episode: int | None = None
+    eval_every: int = 10
+    eval_episodes: int = 5
+    threads: int = 1
+    device: str = "cpu"
+    obs_noise: float = 0.0
+    obs_delay: int = 0
+    settings: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        from environments import PRESETS
+
+        if self.scenario not in PRESETS:
+            raise ValueError(
+                f"scenario {self.scenario!r} is unknown; expected one of {list(PRESETS)}"
+            )
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
+        if not self.seeds:
+            raise ValueError("seeds must hold at least one seed, got an empty tuple")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {list(self.seeds)} repeat a seed")
+        if not 0 < self.t_max <= 3600:
+            raise ValueError(f"t_max must lie in (0, 3600] seconds, got {self.t_max!r}")
+        if self.tasks_per_episode is not None and self.tasks_per_episode < 1:
+            raise ValueError(f"tasks_per_episode must be >= 1, got {self.tasks_per_episode!r}")
+        if self.eval_every < 0 or self.eval_episodes < 1:
+            raise ValueError(
+                f"eval_every must be >= 0 and eval_episodes >= 1, got {self.eval_every!r}, "
+                f"{self.eval_episodes!r}"
+            )
+        if not 0 <= self.obs_noise <= 1:
+            raise ValueError(f"obs_noise must lie in [0, 1], got {self.obs_noise!r}")
+        if self.obs_delay < 0:
+            raise ValueError(f"obs_delay must be >= 0, got {self.obs_delay!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads!r}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    @property
+    def settings_dict(self) -> dict[str, Any]:
+        """The learner settings as a dict."""
+        return dict(self.settings)
+
+    def to_json(self) -> str:
+        """Canonical JSON of the config (stored with the results)."""
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    def digest(self, seed: int) -> str:
+        """Hash of everything that determines the run of one seed.
+
+        The seed list and the episode budget are left out: a run can be extended to more episodes
+        or seeds, and the first episodes of a longer run equal those of a shorter one.
+        """
+        d = asdict(self)
+        d.pop("seeds")
+        d.pop("episodes")
+        return hashlib.sha256(
+            json.dumps([d, seed], sort_keys=True, default=str).encode()
+        ).hexdigest()
+
+    def eval_points(self) -> list[int]:
+        """Training episodes after which the learner is evaluated (0 = before any training)."""
+        if self.eval_every == 0:
+            return []
+        points = list(range(0, self.episodes + 1, self.eval_every))
+        if points[-1] != self.episodes:
+            points.append(self.episodes)
+        return points
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Env seed of training episode ``episode`` of run ``seed``; the same for every method."""
+    return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1)[0])
+
+
+def eval_seed(seed: int, episode: int) -> int:
+    """Env seed of held-out evaluation episode ``episode`` of run ``seed`` (never a training seed)."""
+    return int(np.random.SeedSequence([int(seed), int(episode), 1]).generate_state(1)[0])
+
+
+def make_env(config: TrainConfig, t_max: float | None = None) -> Any:
+    """The unwrapped registered environment of the config's scenario, with its t_max."""
+    import gymnasium as gym
+
+    from environments import ENV_IDS
+
+    env_id = {preset: env_id for env_id, preset in ENV_IDS.items()}[config.scenario]
+    kwargs: dict[str, Any] = {"t_max": config.t_max if t_max is None else t_max}
+    if config.tasks_per_episode is not None:
+        kwargs["tasks_per_episode"] = config.tasks_per_episode
+    if config.obs_noise > 0 or config.obs_delay > 0:
+        kwargs["partial_observability"] = {
+            "noise_std": config.obs_noise,
+            "delay_steps": config.obs_delay,
+        }
+    return gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (value read as JSON when it parses, else kept as a string)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"setting {text!r} must look like key=value, e.g. learning_rate=3e-4")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def apply_settings(
+    defaults: Mapping[str, Any], settings: Mapping[str, Any], learner: str
+) -> dict[str, Any]:
+    """Override the dataclass instances in ``defaults`` (name -> config) with flat settings.
+
+    Each key of ``settings`` must name a field of exactly one of the configs; its value is
+    converted to that field's default type (int, float, bool, str) and the config revalidated.
+
+    Returns
+    -------
+    dict
+        name -> updated config.
+    """
+    owners: dict[str, str] = {}
+    for name, cfg in defaults.items():
+        for f in dataclasses.fields(cfg):
+            owners.setdefault(f.name, name)
+    updates: dict[str, dict[str, Any]] = {name: {} for name in defaults}
+    for key, value in settings.items():
+        if key not in owners:
+            raise ValueError(
+                f"setting {key!r} is unknown for agent {learner!r}; known: {sorted(owners)}"
+            )
+        name = owners[key]
+        current = getattr(defaults[name], key)
+        try:
+            if isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise TypeError
+            elif isinstance(current, int) and not isinstance(current, bool):
+                if isinstance(value, bool) or float(value) != int(value):
+                    raise TypeError
+                value = int(value)
+            elif isinstance(current, float):
+                if isinstance(value, bool):
+                    raise TypeError
+                value = float(value)
+            elif isinstance(current, str):
+                value = str(value)
+            elif isinstance(current, tuple):
+                value = tuple(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"setting {key}={value!r} for agent {learner!r} must be a "
+                f"{type(current).__name__} like {current!r}"
+            ) from None
+        updates[name][key] = value
+    # One replace per config, so fields checked against each other see all new values at once.
+    return {name: dataclasses.replace(cfg, **updates[name]) for name, cfg in defaults.items()}
