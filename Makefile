@@ -9,7 +9,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DOCS_STAMP := $(VENV)/.docs-installed
 # Where torch comes from. It is installed before the project so that nothing else picks a build.
 # TORCH_INDEX empty: pip's configured index, which on this project's machines serves the CPU build
 # of torch 2.13.0. Where the default index serves CUDA builds (PyPI on Linux), pass
@@ -21,16 +20,13 @@ TORCH_PIP   := $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX))
 
 .PHONY: run test test-slow lint docs docs-lint bench clean
 
+# The dev extra holds the test, lint and docs tools.
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP) "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]" "$(TORCH)"
 	touch $(STAMP)
-
-$(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,docs]" "$(TORCH)"
-	touch $(DOCS_STAMP)
 
 run: $(STAMP)
 	$(BIN)/aif simulate --scenario paper --tmax 15 --episodes 5 --seed 0 --policy all
@@ -43,16 +39,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -n 2
 
-test-slow: $(DOCS_STAMP)
+test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 # NO_MKDOCS_2_WARNING: Material's end-of-life notice, printed at every build (docs/building-docs.md).
-docs: $(DOCS_STAMP)
+docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-# Lists griffe's docstring warnings (unknown parameters, missing types) without failing.
-docs-lint: $(DOCS_STAMP)
-	NO_MKDOCS_2_WARNING=1 DOCSTRING_WARNINGS=true $(BIN)/mkdocs build --no-strict --site-dir $(VENV)/docs-lint-site 2>&1 \
+# Lists docstring warnings (unknown parameters, missing types, roles naming nothing); never fails.
+docs-lint: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DOCSTRING_WARNINGS=true \
+		$(BIN)/mkdocs build --no-strict --site-dir $(VENV)/docs-lint-site 2>&1 \
 		| grep -E "griffe|mkdocstrings" || echo "no docstring warnings"
 
 bench: $(STAMP)
