@@ -3,6 +3,8 @@
 The engine knows nothing of servers or radios; models are plain Pyro callables.
 """
 
+import importlib.metadata
+
 from aif.agent import ModelBasedAgent
 from aif.cem import CEMConfig, HybridCEM
 from aif.exact import ExactStateInference, filter_states, infer_states, vfe_categorical
@@ -16,6 +18,11 @@ from aif.planning import (
     policy_posterior,
     select_action,
 )
+
+try:
+    __version__ = importlib.metadata.version("aif-offload")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BeliefResult",

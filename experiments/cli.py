@@ -18,6 +18,28 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """Print the installed version and exit: the eager ``--version`` option."""
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"aif-offload {importlib.metadata.version('aif-offload')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # Options that apply before any command; --version acts in its callback.
+    pass
+
+
 def _parse_seeds(seeds: str) -> list[int]:
     """Parse "0,1,2" or "0-4" into a list of ints, with a clear error on bad input."""
     out: list[int] = []
