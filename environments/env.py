@@ -144,7 +144,9 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
     completed), ``pass_at_100`` (None unless completed), ``reward``, ``rg``, ``server``,
     ``server_kind``, ``shares``, ``task_id``, ``terminal_kind``, ``arrival_time``, and the times
     ``start_time`` (None if it never started), ``release_time`` (its grant given back; None if
-    it never held one) and ``outcome_time`` (when the outcome is known). The env returns them at
+    it never held one) and ``outcome_time`` (when the outcome is known); ``next_task`` is the
+    request the returned observation asks about (``task_id``, ``terminal_kind``,
+    ``arrival_time``; None at the episode's end), as ``reset``'s info is for the first one. The env returns them at
     the decision; a learner that wants strict timing waits until ``outcome_time``.
     ``info["not_for_policies"]`` holds the simulator's uncensored values (would-be latency,
     parts and pass@100 of every task) for analysis only.
@@ -325,8 +327,10 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         terminated = self._step >= self.config.tasks_per_episode
         if terminated:
             self._episode_ready = False
+            info["next_task"] = None
         else:
             self._prepare_task()
+            info["next_task"] = self._task_info()
         obs = self._observation()
         self._last_info = info
         if self.render_mode == "human":

@@ -108,14 +108,41 @@ def simulate(
 
 @app.command()
 def diagnose(
-    model: Annotated[str, typer.Option(help="Built-in model to diagnose.")] = "server-states",
+    model: Annotated[
+        str, typer.Option(help="Built-in model: server-states, random or gaussian.")
+    ] = "server-states",
+    run: Annotated[
+        Path | None,
+        typer.Option(help="An `aif train` run folder of a structured agent: show its beliefs."),
+    ] = None,
     out_dir: Annotated[Path, typer.Option(help="Folder for the DataTree and figures.")] = Path(
         "runs/diagnose"
     ),
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    steps: Annotated[int, typer.Option(min=1, help="SVI steps.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed (with --run: which seed's checkpoint).")] = 0,
+    steps: Annotated[int, typer.Option(help="SVI steps.")] = 500,
 ) -> None:
-    """Run free-energy diagnostics on a built-in generative model and save figures."""
+    """Free-energy diagnostics of a built-in model, or the posterior beliefs of a trained agent."""
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out-dir {out_dir} is a file; give a folder")
+    if run is not None:
+        from experiments.agent_diagnose import diagnose_run
+
+        try:
+            result = diagnose_run(run, seed, out_dir)
+        except ValueError as err:
+            _fail(str(err))
+        from rich.console import Console
+
+        Console(width=160).print(result.summary.to_string())
+        for path in result.files:
+            typer.echo(f"wrote {path}")
+        return
+    from experiments.diagnose import MODELS
+
+    if model not in MODELS:
+        _fail(f"--model {model!r} is unknown; expected one of {list(MODELS)}")
+    if steps < 1:
+        _fail(f"--steps {steps} must be >= 1")
     from experiments.diagnose import main
 
     main(model=model, out_dir=out_dir, seed=seed, steps=steps)
@@ -125,7 +152,7 @@ def diagnose(
 def train(
     agent: Annotated[
         str, typer.Option(help="Learner: run `aif agents` for the list (aif, aif-paper, ppo, ...).")
-    ] = "aif-paper",
+    ] = "aif",
     scenario: Annotated[
         str, typer.Option(help="Scenario preset: paper, congested or large.")
     ] = "paper",

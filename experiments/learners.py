@@ -171,6 +171,24 @@ def build_learner(config: TrainConfig, seed: int) -> Learner:
 
 # ------------------------------------------------------------------------------ built-ins
 register_learner(
+    "aif",
+    "experiments.agents:build_structured_agent",
+    "structured Pyro model (server speeds, share scalings, links, problem eases, arrivals), "
+    "EFE over the discrete action set with an imagined next task and parameter information gain",
+)
+register_learner(
+    "aif-no-info-gain",
+    "experiments.agents:build_structured_agent",
+    "aif without parameter information gain (ablation)",
+    {"info_gain_weight": 0.0},
+)
+register_learner(
+    "aif-myopic",
+    "experiments.agents:build_structured_agent",
+    "aif planning the current task alone, no imagined next task (ablation)",
+    {"horizon": 1},
+)
+register_learner(
     "aif-paper",
     "experiments.agents:build_paper_agent",
     "the paper's agent (Algorithm 1): ensemble world model, CEM over EFE with rewardless guidance",

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 PUBLIC_INFO = {
     "completed", "failure", "latency", "latency_parts", "given_up_after", "pass_at_100",
     "reward", "rg", "server", "server_kind", "shares", "task_id", "terminal_kind",
-    "arrival_time", "start_time", "release_time", "outcome_time",
+    "arrival_time", "start_time", "release_time", "outcome_time", "next_task",
 }  # fmt: skip
 
 
@@ -150,6 +150,10 @@ def test_info_is_what_a_scheduler_observes() -> None:
             assert hidden > env.config.t_max  # what the simulator knows and nobody else
         assert info["rg"] == info["reward"]
     assert min(seen.values()) > 0, seen
+    # The request the next observation asks about is known to the scheduler.
+    nxt = infos[0]["next_task"]
+    assert nxt["task_id"] == infos[1]["task_id"] and nxt["arrival_time"] == infos[1]["arrival_time"]
+    assert infos[-1]["next_task"] is None
 
 
 def test_nothing_outside_the_env_reads_the_uncensored_values() -> None:
