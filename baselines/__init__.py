@@ -1,6 +1,7 @@
 """Reference policies for the offloading world: heuristics and an offline oracle.
 
-``make_policy(name)`` builds any of ``POLICY_NAMES``; deep-RL baselines live elsewhere.
+``make_policy(name)`` builds any name of ``policy_names()``: the built-in ``POLICY_NAMES`` and
+whatever ``register_policy`` added; the deep-RL baselines are learners (``baselines.drl``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = [
     "RandomPolicy",
     "completion_upper_bound",
     "make_policy",
+    "policy_names",
+    "register_policy",
 ]
 
 _FACTORIES: dict[str, Callable[..., Policy]] = {
@@ -62,10 +65,34 @@ HEURISTIC_NAMES: tuple[str, ...] = (
 POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "oracle", "oracle_guidance")
 
 
+def register_policy(name: str, factory: Callable[..., Policy]) -> None:
+    """Make a policy of your own known by name to ``make_policy``, ``aif simulate --policy`` (in
+    the same process) and every function that takes a policy name.
+
+    Parameters
+    ----------
+    name : str
+        A name not yet taken.
+    factory : callable
+        Called with keyword arguments (none by default) to build a fresh policy object with
+        ``name``, ``reset(seed)`` and ``act(env, obs)`` (the :class:`Policy` protocol).
+    """
+    if name in _FACTORIES:
+        raise ValueError(f"a policy named {name!r} is already registered")
+    if not callable(factory):
+        raise TypeError(f"factory for {name!r} must be callable, got {type(factory).__name__}")
+    _FACTORIES[name] = factory
+
+
+def policy_names() -> list[str]:
+    """Every name ``make_policy`` knows: the built-ins, then the registered ones."""
+    return list(_FACTORIES)
+
+
 def make_policy(name: str, **kwargs: object) -> Policy:
-    """Build a reference policy by name (one of :data:`POLICY_NAMES`)."""
+    """Build a reference policy by name (one of :func:`policy_names`)."""
     try:
         factory = _FACTORIES[name]
     except KeyError:
-        raise ValueError(f"unknown policy {name!r}; expected one of {list(POLICY_NAMES)}") from None
+        raise ValueError(f"unknown policy {name!r}; expected one of {policy_names()}") from None
     return factory(**kwargs)

@@ -82,17 +82,14 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="Write the metrics to this netCDF file.")] = None,
 ) -> None:
     """Evaluate reference policies on a scenario and print the metrics table."""
-    from baselines import POLICY_NAMES
+    from baselines import policy_names
     from environments import PRESETS
 
-    names = (
-        list(POLICY_NAMES)
-        if policy == "all"
-        else [p.strip() for p in policy.split(",") if p.strip()]
-    )
-    unknown = [n for n in names if n not in POLICY_NAMES]
+    known = policy_names()
+    names = known if policy == "all" else [p.strip() for p in policy.split(",") if p.strip()]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        _fail(f"--policy {policy!r}: expected 'all' or names from {list(POLICY_NAMES)}")
+        _fail(f"--policy {policy!r}: expected 'all' or names from {known}")
     if scenario not in PRESETS:
         _fail(f"--scenario {scenario!r} is unknown; expected one of {list(PRESETS)}")
     if not 0 < tmax <= 3600:
@@ -201,16 +198,16 @@ def train(
             _fail(f"{name} {value} must be >= {low}")
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file; give a folder for the run")
-    from baselines import POLICY_NAMES
+    from baselines import policy_names
 
     if references == "all":
-        refs = list(POLICY_NAMES)
+        refs = policy_names()
     else:
         refs = [r.strip() for r in references.split(",") if r.strip()]
-        unknown = [r for r in refs if r not in POLICY_NAMES]
+        unknown = [r for r in refs if r not in policy_names()]
         if unknown:
             _fail(
-                f"--references {unknown} unknown; expected 'all', '' or names from {list(POLICY_NAMES)}"
+                f"--references {unknown} unknown; expected 'all', '' or names from {policy_names()}"
             )
     try:
         seed_list = _parse_seeds(seeds)

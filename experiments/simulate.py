@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from baselines import POLICY_NAMES, make_policy
+from baselines import Policy, make_policy, policy_names
 from environments import CloudEdgeOffloadEnv, EpisodeMetrics, ScenarioConfig, episode_metrics
 from experiments.atomic import write_atomic
 from experiments.stats import Interval, mean_interval
@@ -73,10 +73,11 @@ class SimulationResult:
 
 
 def run_episode(
-    env: CloudEdgeOffloadEnv, policy_name: str, seed: int
+    env: CloudEdgeOffloadEnv, policy: str | Policy, seed: int
 ) -> tuple[EpisodeMetrics, list[dict[str, object]]]:
-    """Run one episode of ``policy_name`` on ``env`` with ``seed``; return metrics and infos."""
-    policy = make_policy(policy_name)
+    """Run one episode of ``policy`` (a name or a policy object) on ``env`` with ``seed``."""
+    if isinstance(policy, str):
+        policy = make_policy(policy)
     policy.reset(seed)
     obs, _ = env.reset(seed=seed)
     infos: list[dict[str, object]] = []
@@ -88,7 +89,7 @@ def run_episode(
 
 
 def evaluate_policy(
-    policy: str,
+    policy: str | Policy,
     config: ScenarioConfig | str = "paper",
     episodes: int = 5,
     seed: int = 0,
@@ -99,8 +100,9 @@ def evaluate_policy(
 
     Parameters
     ----------
-    policy : str
-        One of ``baselines.POLICY_NAMES``.
+    policy : str or Policy
+        A name of ``baselines.policy_names()``, or a policy object (``reset(seed)`` and
+        ``act(env, obs)``); an object is reset with each episode's seed.
     config : ScenarioConfig or str
         A configuration or a preset name.
     episodes : int
@@ -119,13 +121,16 @@ def evaluate_policy(
         cfg = cfg.with_overrides(t_max=t_max)
     env = CloudEdgeOffloadEnv(cfg)
     seeds = [seed + k for k in range(episodes)]
-    task = progress.add_task(f"{policy:18s}", total=episodes) if progress else None
+    name = (
+        policy if isinstance(policy, str) else str(getattr(policy, "name", type(policy).__name__))
+    )
+    task = progress.add_task(f"{name:18s}", total=episodes) if progress else None
     metrics = []
     for s in seeds:
         metrics.append(run_episode(env, policy, s)[0])
         if progress is not None and task is not None:
             progress.advance(task)
-    return SimulationResult(policy, cfg.name, cfg.t_max, seeds, metrics)
+    return SimulationResult(name, cfg.name, cfg.t_max, seeds, metrics)
 
 
 def results_to_dataset(results: list[SimulationResult]) -> xr.Dataset:
@@ -198,14 +203,12 @@ def main(
         When given, the per-episode metrics are written there as netCDF (atomically).
     """
     if isinstance(policy, str):
-        names = list(POLICY_NAMES) if policy == "all" else [policy]
+        names = policy_names() if policy == "all" else [policy]
     else:
         names = list(policy)
     for name in names:
-        if name not in POLICY_NAMES:
-            raise ValueError(
-                f"unknown policy {name!r}; expected 'all' or one of {list(POLICY_NAMES)}"
-            )
+        if name not in policy_names():
+            raise ValueError(f"unknown policy {name!r}; expected 'all' or one of {policy_names()}")
     cfg = ScenarioConfig.preset(scenario, t_max=tmax)
     # A fixed width keeps the table readable when the output is captured (no terminal).
     console = Console(width=None if sys.stdout.isatty() else 200)

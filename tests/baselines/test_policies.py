@@ -182,3 +182,29 @@ def test_oracle_objectives_each_win_on_their_own_criterion() -> None:
         totals[name] = (completed, guidance)
     assert totals["oracle"][0] >= totals["oracle_guidance"][0]
     assert totals["oracle_guidance"][1] >= totals["oracle"][1]
+
+
+def test_a_policy_of_ones_own_registers_and_is_evaluated() -> None:
+    from baselines import policy_names, register_policy
+    from experiments.simulate import evaluate_policy
+
+    class EdgeZero:
+        name = "edge_zero"
+
+        def reset(self, seed: int | None = None) -> None:
+            self.seen = 0
+
+        def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict:
+            self.seen += 1
+            return {"server": 1, "shares": np.ones(3, np.float32)}
+
+    if "edge_zero" not in policy_names():
+        register_policy("edge_zero", EdgeZero)
+    with pytest.raises(ValueError, match="already"):
+        register_policy("edge_zero", EdgeZero)
+    by_name = evaluate_policy("edge_zero", ScenarioConfig.preset("paper", tasks_per_episode=20))
+    obj = EdgeZero()
+    by_object = evaluate_policy(obj, ScenarioConfig.preset("paper", tasks_per_episode=20))
+    assert by_name.policy == by_object.policy == "edge_zero"
+    assert by_name.values("completion_rate").tolist() == by_object.values("completion_rate").tolist()
+    assert obj.seen == 20
