@@ -614,7 +614,9 @@ def marginals_from_joint(joint: Tensor) -> list[Tensor]:
     list of Tensor, each shape (batch, n_s[f])
     """
     F = joint.dim() - 1
-    return [joint.sum(dim=[1 + g for g in range(F) if g != f]) if F > 1 else joint for f in range(F)]
+    return [
+        joint.sum(dim=[1 + g for g in range(F) if g != f]) if F > 1 else joint for f in range(F)
+    ]
 
 
 def _contract_except(ll: Tensor, qs: Sequence[Tensor], f: int) -> Tensor:
@@ -653,9 +655,7 @@ def _infer_fpi_batch(
         return [softmax(ll + log_prior[0], dim=-1)]
     qs = [torch.full((batch, n), 1.0 / n, dtype=ll.dtype, device=ll.device) for n in ns]
     for _ in range(num_iter):
-        qs = [
-            softmax(_contract_except(ll, qs, f) + log_prior[f], dim=-1) for f in range(len(ns))
-        ]
+        qs = [softmax(_contract_except(ll, qs, f) + log_prior[f], dim=-1) for f in range(len(ns))]
     return qs
 
 
@@ -1150,6 +1150,4 @@ class ExactStateInference:
         joint = log_post.exp()
         log_evidence = log_joint[:, 0] - log_post[:, 0]
         marginals = joint.mm(self._ind).split(list(self.num_states), dim=1)
-        return StatePosterior(
-            list(marginals), joint.view(-1, *self.num_states), log_evidence
-        )
+        return StatePosterior(list(marginals), joint.view(-1, *self.num_states), log_evidence)
