@@ -113,9 +113,19 @@ def _non_enumerable_latents(guide: Model, args: tuple, kwargs: dict) -> list[str
     return bad
 
 
-def _enum_loss(model: Model, guide: Model, mpn: int, args: tuple, kwargs: dict) -> Tensor:
-    """``-ELBO`` by parallel enumeration, differentiable when the guide has parameters."""
-    elbo = TraceEnum_ELBO(max_plate_nesting=mpn)
+def _enum_loss(
+    model: Model, guide: Model, mpn: int, args: tuple, kwargs: dict, num_particles: int = 1
+) -> Tensor:
+    """``-ELBO`` by parallel enumeration, differentiable when the guide has parameters.
+
+    With ``num_particles > 1`` the non-enumerated sites are averaged over that many vectorised
+    draws.
+    """
+    elbo = TraceEnum_ELBO(
+        max_plate_nesting=mpn,
+        num_particles=num_particles,
+        vectorize_particles=num_particles > 1,
+    )
     try:
         return elbo.differentiable_loss(model, guide, *args, **kwargs)
     except ValueError as err:
@@ -130,7 +140,7 @@ def vfe(
     model: Model,
     guide: Model,
     *args: Any,
-    method: Literal["exact", "mc"] = "exact",
+    method: Literal["exact", "mc", "mixed"] = "exact",
     num_particles: int = 1000,
     seed: int | None = 0,
     max_plate_nesting: int | None = None,
@@ -149,13 +159,15 @@ def vfe(
         Pyro programs taking ``*args, **kwargs``. Observations are the model's observed sites.
     *args, **kwargs
         Passed to both programs.
-    method : {"exact", "mc"}, default "exact"
+    method : {"exact", "mc", "mixed"}, default "exact"
         ``"exact"`` enumerates every latent site of the guide in parallel (``TraceEnum_ELBO``);
         all of them must be discrete. Latent model sites absent from the guide must carry
         ``infer={"enumerate": "parallel"}`` and are summed out. ``"mc"`` averages
         ``num_particles`` vectorised samples from the guide (the ``Trace_ELBO`` estimator).
+        ``"mixed"`` enumerates the discrete sites and averages over ``num_particles`` draws of
+        the continuous ones (such as the Dirichlet tables of a learnable model).
     num_particles : int, default 1000
-        Samples for ``method="mc"``.
+        Samples for ``method="mc"`` and ``"mixed"``.
     seed : int or None, default 0
         Seed of the Monte Carlo draws; the caller's RNG state is restored afterwards.
     max_plate_nesting : int, optional
@@ -174,6 +186,25 @@ def vfe(
     ValueError
         For ``method="exact"`` with a continuous latent site in the guide, or an unknown method.
     """
+    if method == "mixed":
+        if num_particles < 1:
+            raise ValueError(f"vfe: num_particles={num_particles}; expected >= 1")
+        enum_guide = config_enumerate(guide, "parallel")
+        with seeded(seed):
+            mpn = (
+                plate_nesting(guide, model, args=args, kwargs=kwargs)
+                if max_plate_nesting is None
+                else max_plate_nesting
+            )
+            # The same draws for the free energy and its complexity: replay the RNG state.
+            state = torch.random.get_rng_state()
+            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs, num_particles)
+            torch.random.set_rng_state(state)
+            complexity = _enum_loss(
+                _MaskObserved()(model), enum_guide, mpn, args, kwargs, num_particles
+            )
+        result = VFEResult(free_energy, complexity - free_energy, complexity)
+        return result if differentiable else VFEResult(*(x.detach() for x in result))
     if method == "exact":
         bad = _non_enumerable_latents(guide, args, kwargs)
         if bad:
@@ -199,7 +230,7 @@ def vfe(
             acc, comp = _mc_parts(model, guide, args, kwargs, num_particles, max_plate_nesting)
         result = VFEResult(comp.mean() - acc.mean(), acc.mean(), comp.mean())
         return result if differentiable else VFEResult(*(x.detach() for x in result))
-    raise ValueError(f"vfe: method={method!r}; expected 'exact' or 'mc'")
+    raise ValueError(f"vfe: method={method!r}; expected 'exact', 'mc' or 'mixed'")
 
 
 def plate_nesting(*programs: Model, args: tuple = (), kwargs: dict | None = None) -> int:
