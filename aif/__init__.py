@@ -5,9 +5,17 @@ The engine knows nothing of servers or radios; models are plain Pyro callables.
 
 from aif.agent import ModelBasedAgent
 from aif.cem import CEMConfig, HybridCEM
+from aif.discrete_agent import AgentStep, DiscreteAgent, PolicyInference
 from aif.exact import ExactStateInference, filter_states, infer_states, vfe_categorical
 from aif.free_energy import VFEResult, efe_mc, vfe
-from aif.inference import BeliefResult, filter_beliefs, fit_beliefs
+from aif.inference import (
+    BeliefResult,
+    JointCategorical,
+    MeanFieldCategorical,
+    filter_beliefs,
+    fit_beliefs,
+)
+from aif.learning import update_pA, update_pB, update_pD
 from aif.planning import (
     EFEResult,
     PolicyEvaluator,
@@ -16,15 +24,22 @@ from aif.planning import (
     policy_posterior,
     select_action,
 )
+from aif.sequence import SmoothResult, infer_states_mmp, smooth_states
 
 __all__ = [
+    "AgentStep",
     "BeliefResult",
     "CEMConfig",
+    "DiscreteAgent",
     "EFEResult",
     "ExactStateInference",
     "HybridCEM",
+    "JointCategorical",
+    "MeanFieldCategorical",
     "ModelBasedAgent",
     "PolicyEvaluator",
+    "PolicyInference",
+    "SmoothResult",
     "VFEResult",
     "construct_policies",
     "efe_categorical",
@@ -33,8 +48,13 @@ __all__ = [
     "filter_states",
     "fit_beliefs",
     "infer_states",
+    "infer_states_mmp",
     "policy_posterior",
     "select_action",
+    "smooth_states",
+    "update_pA",
+    "update_pB",
+    "update_pD",
     "vfe",
     "vfe_categorical",
 ]
