@@ -452,6 +452,21 @@ def _group_entropy(sites: list[_ObsSite], num_particles: int) -> Tensor:
     return -torch.cat(log_q).mean()
 
 
+def _first_time(
+    nodes: dict[str, Any], obs_sites: SiteSelector, is_obs: Callable[[str], bool]
+) -> int:
+    """Smallest time index ``t`` among the sampled observation sites (0 without a ``{t}`` field)."""
+    if not isinstance(obs_sites, str) or "{t}" not in obs_sites:
+        return 0
+    times = []
+    for name, site in nodes.items():
+        if site["type"] == "sample" and is_obs(name) and not is_preference_site(name):
+            fields = parse_site(name, obs_sites) or {}
+            if "t" in fields:
+                times.append(fields["t"])
+    return min(times) if times else 0
+
+
 def efe_mc_detail(
     model: Model,
     policy: Tensor | None,
@@ -474,7 +489,6 @@ def efe_mc_detail(
     """
     if num_particles < 2:
         raise ValueError(f"efe_mc: num_particles={num_particles}; expected >= 2")
-    pref_fn = None if log_C is None else add_preferences(log_C)._fn
     is_obs = _selector(obs_sites)
     with seeded(seed):
         mpn = (
@@ -490,6 +504,12 @@ def efe_mc_detail(
             trace = poutine.trace(program).get_trace(*args, **kwargs)
     groups: dict[str, list[_ObsSite]] = {}
     nodes: dict[str, Any] = trace.nodes
+    pref_fn = None
+    if log_C is not None:
+        # Column k of a time-indexed C scores the k-th future step: count from the first
+        # observation time the predictive model samples.
+        first = _first_time(nodes, obs_sites, is_obs)
+        pref_fn = add_preferences(log_C, first_step=first)._fn
     for name, site in nodes.items():
         if (
             site["type"] != "sample"
@@ -583,7 +603,9 @@ def efe_mc(
         Passed to ``model``.
     log_C : optional
         Log-preferences in any form :class:`aif.handlers.add_preferences` accepts; ``None``
-        gives zero pragmatic value.
+        gives zero pragmatic value. Column ``k`` of a time-indexed table scores the ``k``-th
+        future step: the first observation time the model samples is step 0 (as in
+        :func:`aif.planning.efe_categorical` and pymdp).
     obs_sites : str, sequence of str or callable, default ``"o_{t}_{m}"``
         Which sample sites are observations (a pattern, names, or a predicate). Only a pattern
         with a ``{t}`` field groups sites into time steps.

@@ -88,6 +88,10 @@ class BeliefResult(NamedTuple):
     param_state : dict
         Param-store state holding the fitted parameters of plain (non-module) guides; enter it
         with ``pyro.get_param_store().scope(param_state)`` to run the fitted guide.
+    beliefs : dict of str to Tensor, or None
+        The fitted posterior itself when the guide exposes it (``beliefs()`` of
+        :class:`MeanFieldCategorical` and :class:`JointCategorical`, ``marginals()`` of
+        ``CategoricalGuide``): probabilities of shape (n,) per categorical site.
     """
 
     params: dict[str, Tensor]
@@ -97,6 +101,7 @@ class BeliefResult(NamedTuple):
     converged: bool
     num_steps: int
     param_state: dict
+    beliefs: dict[str, Tensor] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,7 +587,25 @@ def fit_beliefs(
         converged,
         len(trace),
         dict(state),
+        _guide_beliefs(guide),
     )
+
+
+def _guide_beliefs(guide: Any) -> dict[str, Tensor] | None:
+    """The posterior a guide holds, as probabilities per categorical site, when it says."""
+    beliefs = getattr(guide, "beliefs", None)
+    if callable(beliefs):
+        out = beliefs()
+        if isinstance(out, Mapping) and all(isinstance(v, Tensor) for v in out.values()):
+            return {str(k): v.detach() for k, v in out.items()}
+        return None
+    marginals = getattr(guide, "marginals", None)
+    if callable(marginals):
+        rows = marginals()
+        return {
+            f"s_{t}_{f}": q.detach() for t, row in enumerate(rows) for f, q in enumerate(row)
+        }
+    return None
 
 
 def _has_continuous_latents(guide: Model, args: tuple, kwargs: dict) -> bool:
