@@ -443,6 +443,14 @@ def plot_vfe_trace(
     -------
     pathlib.Path
     """
+    return _save(_vfe_trace_figure(traces, reference, converged), path)
+
+
+def _vfe_trace_figure(
+    traces: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
+    reference: float | None,
+    converged: Sequence[bool] | Tensor | None,
+) -> Any:
     items: list[tuple[str, Any]]
     if isinstance(traces, Mapping):
         items = list(traces.items())
@@ -477,7 +485,7 @@ def plot_vfe_trace(
         ax.set_title(f"not converged: {', '.join(failed)}", color="tab:red", fontsize="small")
     if len(items) <= 10:
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
 def plot_vfe_decomposition(decomposition: xr.Dataset | VFEResult, path: Path | str) -> Path:
@@ -495,6 +503,10 @@ def plot_vfe_decomposition(decomposition: xr.Dataset | VFEResult, path: Path | s
     -------
     pathlib.Path
     """
+    return _save(_vfe_decomposition_figure(decomposition), path)
+
+
+def _vfe_decomposition_figure(decomposition: xr.Dataset | VFEResult) -> Any:
     converged: np.ndarray | None = None
     if isinstance(decomposition, VFEResult):
         values = np.asarray([[float(x) for x in decomposition]])
@@ -522,7 +534,7 @@ def plot_vfe_decomposition(decomposition: xr.Dataset | VFEResult, path: Path | s
         title += f"\nhatched: not converged (step {bad})"
     ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
 def policy_labels(
@@ -596,6 +608,15 @@ def plot_efe_decomposition(
     -------
     pathlib.Path
     """
+    return _save(_efe_figure(decomposition, max_policies, action_names, show_q_pi), path)
+
+
+def _efe_figure(
+    decomposition: xr.Dataset | EFEResult,
+    max_policies: int,
+    action_names: Sequence[Sequence[str]] | None,
+    show_q_pi: bool,
+) -> Any:
     ds = (
         decomposition if isinstance(decomposition, xr.Dataset) else efe_decomposition(decomposition)
     )
@@ -646,4 +667,4 @@ def plot_efe_decomposition(
         handles.append(dots)
         names.append("q(pi)")
     ax.legend(handles, names, fontsize="small")
-    return _save(fig, path)
+    return fig

@@ -170,3 +170,43 @@ def test_closed_form_shortcuts_match_the_engine(pomdp: CategoricalPOMDP) -> None
     assert float(filt.log_evidence.sum()) == pytest.approx(
         float(pomdp.log_evidence([[1, 1], [0, 2]], [[0, 1]]))
     )
+
+
+def test_model_refuses_rounded_observations(pomdp: CategoricalPOMDP) -> None:
+    with pytest.raises(ValueError, match=r"obs\[0\] = \[1.89.*\] has dtype torch.float32"):
+        pyro.poutine.trace(pomdp.model).get_trace([[1.9, 0.0]])
+
+
+def test_to_moves_and_casts_every_tensor(pomdp: CategoricalPOMDP) -> None:
+    single = pomdp.to(dtype=torch.float32)
+    assert single.dtype == torch.float32 and single.device == torch.device("cpu")
+    for name in ("A", "B", "C", "D", "pA", "pB"):
+        assert all(x.dtype == torch.float32 for x in getattr(single, name)), name
+    assert single.E is not None and single.E.dtype == torch.float32
+    assert torch.equal(single.policies, pomdp.policies)  # type: ignore[arg-type]
+    assert torch.allclose(single.A[0].double(), pomdp.A[0], atol=1e-7)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_cuda_keeps_every_tensor_there(pomdp: CategoricalPOMDP) -> None:
+    gpu = CategoricalPOMDP.random(
+        [3, 2], [4, 3], [2, 3], policy_len=2, seed=1, dirichlet=True, device="cuda"
+    )
+    for name in ("A", "B", "C", "D", "pA", "pB"):
+        assert all(x.device.type == "cuda" for x in getattr(gpu, name)), name
+    assert gpu.policies is not None and gpu.policies.device.type == "cuda"
+    # The same seed gives the same model on every device.
+    assert torch.allclose(gpu.A[1].cpu(), pomdp.A[1])
+    qs = [d for d in gpu.D]  # type: ignore[union-attr]
+    cpu_efe = pomdp.efe([d for d in pomdp.D])  # type: ignore[union-attr]
+    gpu_efe = gpu.efe(qs)
+    assert gpu_efe.efe.device.type == "cuda"
+    assert torch.allclose(gpu_efe.efe.cpu(), cpu_efe.efe, atol=1e-10)
+
+
+def test_initial_state_concentrations_are_validated() -> None:
+    base = CategoricalPOMDP.random([3], [2], [2], seed=0)
+    ok = CategoricalPOMDP(A=base.A, B=base.B, pD=[torch.tensor([1.0, 2.0, 0.0])])
+    assert ok.pD is not None and ok.pD[0].dtype == torch.float64
+    with pytest.raises(ValueError, match=r"pD\[0\] has shape \(2,\); expected \(3,\)"):
+        CategoricalPOMDP(A=base.A, B=base.B, pD=[torch.ones(2)])
