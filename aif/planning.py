@@ -40,6 +40,9 @@ __all__ = [
 
 #: Largest joint outcome-by-state table (entries) the joint information gain builds.
 _MAX_JOINT_ENTRIES = 20_000_000
+#: Entries of the predicted joint states a batched policy evaluation builds per chunk of agents
+#: (about a megabyte in float64, small enough to stay in cache).
+_CHUNK_ENTRIES = 150_000
 
 
 class EFEResult(NamedTuple):
@@ -939,6 +942,7 @@ class PolicyEvaluator:
         # by 1 for ambiguity, and by 1 or 0 for preference columns (the row's own step only).
         self._is_outcome = torch.zeros(1, K, dtype=torch.bool, device=device)
         self._is_outcome[0, :n_out] = True
+        self._n_out = n_out
         if n_pref == 1:
             self._weight = torch.ones(1, K, dtype=dtype, device=device)
         else:
@@ -1012,30 +1016,57 @@ class PolicyEvaluator:
 
     def _evaluate_batch(self, qs: Sequence[Tensor]) -> PolicyEvaluation:
         """:meth:`evaluate` for beliefs with a leading batch axis."""
-        n_rows, ns, spread = self._n_rows, self._num_states, self._spread
         batch = int(qs[0].shape[0])
-        q_joint: Tensor | None = None
-        for f, q in enumerate(qs):
-            if self._batched:
-                pred = torch.bmm(self._transitions[f], q.unsqueeze(-1))  # (batch, U*n, 1)
-                pred = pred.view(batch, n_rows, ns[f])
-            else:
-                pred = self._transitions[f].mm(q.T).view(n_rows, ns[f], batch).permute(2, 0, 1)
-            spread_f = pred.matmul(spread[f])  # (batch, U, S)
-            q_joint = spread_f if q_joint is None else q_joint * spread_f
-        assert q_joint is not None
-        if self._batched:
-            read = torch.bmm(q_joint, self._readout)  # (batch, U, K)
+        # The joint predicted states of a chunk of agents, (chunk, U, prod n_s), stay small
+        # enough for the cache; one chunk per call for small batches.
+        per_agent = self._n_rows * int(self._readout.shape[-2])
+        chunk = max(1, min(batch, _CHUNK_ENTRIES // max(1, per_agent)))
+        if chunk >= batch:
+            out = self._evaluate_chunk(qs, 0, batch)
         else:
-            read = q_joint.matmul(self._readout)
-        logs = read.clamp_min(EPS).log()
-        terms = read * torch.where(self._is_outcome, logs, self._weight)
-        K = terms.shape[-1]
-        per_policy = (
-            terms.index_select(1, self._member_index).view(batch, self._policy_len, -1, K).sum(1)
-        )  # (batch, n_policies, K)
-        out = torch.matmul(per_policy, self._coef_T) + self._bias_T  # (batch, n_policies, 7)
+            out = torch.cat(
+                [
+                    self._evaluate_chunk(qs, start, min(batch, start + chunk))
+                    for start in range(0, batch, chunk)
+                ]
+            )
         efe, risk, ambiguity, pragmatic, info, novelty, logits = out.unbind(-1)
         return PolicyEvaluation(
             EFEResult(efe, risk, ambiguity, pragmatic, info, novelty), logits.softmax(-1)
         )
+
+    def _evaluate_chunk(self, qs: Sequence[Tensor], start: int, stop: int) -> Tensor:
+        """The seven outputs for batch elements ``start..stop-1``, shape (chunk, n_policies, 7)."""
+        n_rows, ns = self._n_rows, self._num_states
+        b = stop - start
+        q_joint: Tensor | None = None
+        for f, q in enumerate(qs):
+            q = q[start:stop]
+            if self._batched:
+                pred = torch.bmm(self._transitions[f][start:stop], q.unsqueeze(-1))
+                pred = pred.view(b, n_rows, ns[f])
+            else:
+                pred = self._transitions[f].mm(q.T).view(n_rows, ns[f], b).permute(2, 0, 1)
+            # Outer product over factors by broadcasting: (b, U, S_<f) x (b, U, n_f).
+            q_joint = (
+                pred
+                if q_joint is None
+                else (q_joint.unsqueeze(-1) * pred.unsqueeze(-2)).reshape(b, n_rows, -1)
+            )
+        assert q_joint is not None
+        if self._batched:
+            read = torch.bmm(q_joint, self._readout[start:stop])  # (b, U, K)
+        else:
+            read = q_joint.matmul(self._readout)
+        n_out = self._n_out
+        outcomes = read[..., :n_out]
+        linear = read[..., n_out:]
+        if self._weight.shape[0] > 1:
+            linear = linear * self._weight[:, n_out:]
+        terms = torch.cat([outcomes * outcomes.clamp_min(EPS).log(), linear], dim=-1)
+        K = terms.shape[-1]
+        per_policy = (
+            terms.index_select(1, self._member_index).view(b, self._policy_len, -1, K).sum(1)
+        )  # (b, n_policies, K)
+        bias = self._bias_T[start:stop] if self._batched else self._bias_T
+        return torch.matmul(per_policy, self._coef_T) + bias  # (b, n_policies, 7)
