@@ -129,6 +129,10 @@ def _num_states(A: Sequence[Tensor]) -> tuple[int, ...]:
 
 def _index_or_vector(o: object, m: int, n: int) -> int | Tensor:
     """Validate one modality's observation: an outcome index (int) or a probability vector."""
+    if type(o) is int:  # the common case, without building a tensor
+        if not 0 <= o < n:
+            raise ValueError(f"obs[{m}] = {o}; expected an outcome index in 0..{n - 1}")
+        return o
     if isinstance(o, bool) or (isinstance(o, Tensor) and o.dtype == torch.bool):
         raise ValueError(f"obs[{m}] = {o!r} is a bool; expected an outcome index in 0..{n - 1}")
     if isinstance(o, float):

@@ -602,9 +602,7 @@ def _guide_beliefs(guide: Any) -> dict[str, Tensor] | None:
     marginals = getattr(guide, "marginals", None)
     if callable(marginals):
         rows = marginals()
-        return {
-            f"s_{t}_{f}": q.detach() for t, row in enumerate(rows) for f, q in enumerate(row)
-        }
+        return {f"s_{t}_{f}": q.detach() for t, row in enumerate(rows) for f, q in enumerate(row)}
     return None
 
 

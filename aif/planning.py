@@ -635,12 +635,21 @@ def action_marginals(q_pi: Tensor, policies: Tensor, num_controls: Sequence[int]
             f"q_pi has shape {tuple(q_pi.shape)} but policies have shape {tuple(policies.shape)}; "
             "expected one probability per policy"
         )
-    first = torch.as_tensor(policies, dtype=torch.long, device=q_pi.device)[:, 0, :]
-    out = []
-    for f, n in enumerate(num_controls):
-        zeros = torch.zeros(*q_pi.shape[:-1], int(n), dtype=q_pi.dtype, device=q_pi.device)
-        out.append(zeros.index_add_(q_pi.dim() - 1, first[:, f], q_pi))
-    return out
+    if q_pi.dim() == 1 and q_pi.is_cpu:
+        first = torch.as_tensor(policies, dtype=torch.long)[:, 0, :]
+        return [
+            torch.zeros(int(n), dtype=q_pi.dtype).index_add_(0, first[:, f], q_pi)
+            for f, n in enumerate(num_controls)
+        ]
+    first = policies[:, 0, :]
+    if first.dtype != torch.long or first.device != q_pi.device:
+        first = first.to(device=q_pi.device, dtype=torch.long)
+    lead = tuple(q_pi.shape[:-1])
+    axis = q_pi.dim() - 1
+    return [
+        q_pi.new_zeros(lead + (int(n),)).index_add_(axis, first[:, f], q_pi)
+        for f, n in enumerate(num_controls)
+    ]
 
 
 def _draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -686,9 +695,20 @@ def select_action(
     Tensor of int64, shape (F,) or (batch, F)
         On the device of ``q_pi``.
     """
-    policies = torch.as_tensor(policies, dtype=torch.long, device=q_pi.device)
     if mode not in ("deterministic", "stochastic"):
         raise ValueError(f"select_action: mode={mode!r}; expected 'deterministic' or 'stochastic'")
+    if q_pi.dim() == 1 and mode == "deterministic" and q_pi.is_cpu:
+        # One agent on the CPU: a few Python integers are cheaper than stacking tensors.
+        policies = torch.as_tensor(policies, dtype=torch.long)
+        if sampling == "full":
+            return policies[int(torch.argmax(q_pi)), 0, :].clone()
+        if num_controls is None:
+            num_controls = [int(policies[:, :, f].max()) + 1 for f in range(policies.shape[2])]
+        chosen = [int(torch.argmax(m)) for m in action_marginals(q_pi, policies, num_controls)]
+        return torch.tensor(chosen, dtype=torch.long)
+    policies = torch.as_tensor(policies)
+    if policies.dtype != torch.long or policies.device != q_pi.device:
+        policies = policies.to(device=q_pi.device, dtype=torch.long)
     if mode == "stochastic" and generator is None:
         raise ValueError(
             "select_action: mode='stochastic' needs a torch.Generator (seeded) as generator"
@@ -703,13 +723,13 @@ def select_action(
         raise ValueError(f"select_action: sampling={sampling!r}; expected 'marginal' or 'full'")
     if num_controls is None:
         num_controls = [int(policies[:, :, f].max()) + 1 for f in range(policies.shape[2])]
-    chosen = []
+    picks = []
     for marg in action_marginals(q_pi, policies, num_controls):
         if mode == "deterministic":
-            chosen.append(torch.argmax(marg, dim=-1))
+            picks.append(torch.argmax(marg, dim=-1))
         else:
-            chosen.append(_draw(softmax(alpha * stable_log(marg), dim=-1), generator))
-    return torch.stack([c.to(q_pi.device) for c in chosen], dim=-1).long()
+            picks.append(_draw(softmax(alpha * stable_log(marg), dim=-1), generator))
+    return torch.stack([c.to(q_pi.device) for c in picks], dim=-1).long()
 
 
 class PolicyEvaluation(NamedTuple):

@@ -237,7 +237,10 @@ def _bench_batch(name: str, args: argparse.Namespace) -> None:
     assert first.policies is not None
 
     def stack(attr: str) -> list[torch.Tensor]:
-        return [torch.stack(list(parts)) for parts in zip(*[getattr(m, attr) for m in models], strict=True)]
+        return [
+            torch.stack(list(parts))
+            for parts in zip(*[getattr(m, attr) for m in models], strict=True)
+        ]
 
     A, B, C, D = stack("A"), stack("B"), stack("C"), stack("D")
     log_E = torch.stack([m.log_E for m in models])
