@@ -16,12 +16,14 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from aif.discrete_agent import AgentStep
 from aif.free_energy import VFEResult
 from aif.inference import BeliefResult, FilterBeliefsResult, trace_converged
 from aif.planning import EFEResult
 
 __all__ = [
     "EFE_TERMS",
+    "agent_datatree",
     "VFE_TERMS",
     "ConvergenceReport",
     "belief_datatree",
@@ -397,6 +399,95 @@ def efe_decomposition(
     )
 
 
+def agent_datatree(
+    history: Sequence[AgentStep],
+    name: str = "agent",
+    *,
+    state_labels: Sequence[Sequence[Any]] | None = None,
+    policies: Tensor | None = None,
+) -> xr.DataTree:
+    """An episode of :class:`aif.discrete_agent.DiscreteAgent` (its ``history``) as a DataTree.
+
+    Groups
+    ------
+    ``beliefs``
+        ``prior_f{f}`` and ``posterior_f{f}`` with dims ``(step, agent, state_f{f})``.
+    ``policies``
+        ``q_pi`` (dims ``step, agent, policy``), ``efe_terms`` (``step, agent, policy, term``)
+        and ``action`` (``step, agent, factor``); ``policies`` (``policy, horizon, factor``)
+        when given.
+    ``observed_data``
+        ``obs`` with dims ``(step, agent, modality)`` (outcome indices; the most probable
+        outcome for probability-vector observations).
+
+    Parameters
+    ----------
+    history : sequence of AgentStep
+        ``DiscreteAgent.history`` (before :meth:`~aif.discrete_agent.DiscreteAgent.end_episode`).
+    name : str, default "agent"
+    state_labels : sequence of sequence, optional
+        Names of the states of each factor.
+    policies : Tensor of int, shape (n_policies, policy_len, F), optional
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    if not history:
+        raise ValueError("agent_datatree: the history is empty; expected at least one step")
+    steps = np.asarray([step.t for step in history])
+    F = len(history[0].qs)
+    data: dict[str, Any] = {}
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, Any] = {"step": steps}
+    for f in range(F):
+        for label, key in (("prior", "prior"), ("posterior", "qs")):
+            data[f"{label}_f{f}"] = np.stack([_np(getattr(step, key)[f]) for step in history])
+            dims[f"{label}_f{f}"] = ["step", "agent", f"state_f{f}"]
+        n = data[f"posterior_f{f}"].shape[-1]
+        labels = list(state_labels[f]) if state_labels is not None else list(range(n))
+        if len(labels) != n:
+            raise ValueError(
+                f"agent_datatree: state_labels[{f}] has {len(labels)} entries; expected {n}"
+            )
+        coords[f"state_f{f}"] = labels
+    groups = {"beliefs": _group("beliefs", data, dims, coords, sampled=False)}
+    pol_data: dict[str, Any] = {}
+    pol_dims: dict[str, list[str]] = {}
+    if all(step.q_pi is not None for step in history):
+        pol_data["q_pi"] = np.stack([_np(step.q_pi) for step in history])
+        pol_dims["q_pi"] = ["step", "agent", "policy"]
+    if all(step.efe is not None for step in history):
+        pol_data["efe_terms"] = np.stack(
+            [np.stack([_np(getattr(step.efe, k)) for k in EFE_TERMS], -1) for step in history]
+        )
+        pol_dims["efe_terms"] = ["step", "agent", "policy", "term"]
+    if all(step.action is not None for step in history):
+        pol_data["action"] = np.stack([_np(step.action) for step in history])
+        pol_dims["action"] = ["step", "agent", "factor"]
+    if policies is not None:
+        pol_data["policies"] = _np(policies)
+        pol_dims["policies"] = ["policy", "horizon", "factor"]
+    if pol_data:
+        groups["policies"] = _group(
+            "policies", pol_data, pol_dims, {"step": steps, "term": list(EFE_TERMS)}, sampled=False
+        )
+    obs = np.stack(
+        [
+            np.stack([_np(o) if o.dim() == 1 else _np(o.argmax(-1)) for o in step.obs], -1)
+            for step in history
+        ]
+    )
+    groups["observed_data"] = _group(
+        "observed_data",
+        {"obs": obs},
+        {"obs": ["step", "agent", "modality"]},
+        {"step": steps},
+        sampled=False,
+    )
+    return _tree(groups, {"name": name})
+
+
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
@@ -666,5 +757,5 @@ def _efe_figure(
         ax2.set_ylabel("q(pi)")
         handles.append(dots)
         names.append("q(pi)")
-    ax.legend(handles, names, fontsize="small")
+    fig.legend(handles, names, fontsize="small", loc="outside right upper")
     return fig

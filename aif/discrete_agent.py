@@ -187,7 +187,8 @@ class DiscreteAgent:
     qs : list of Tensor or None
         Latest posterior marginals, ``(batch, n_s[f])``.
     history : list of AgentStep
-        The steps of the current episode.
+        The steps of the current episode: what each step observed, believed, evaluated and did
+        (filled in by :meth:`infer_states`, :meth:`infer_policies` and :meth:`act`).
 
     Examples
     --------
@@ -495,6 +496,11 @@ class DiscreteAgent:
         if self.t == 0:
             self._first_qs = [q.clone() for q in qs]
         self._cols = cols
+        step = AgentStep(self.t, cols, prior, qs, None, None, None)
+        if self.history and self.history[-1].t == self.t:
+            self.history[-1] = step  # the same step inferred again
+        else:
+            self.history.append(step)
         return qs
 
     def _infer_mmp(self, cols: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
@@ -568,6 +574,8 @@ class DiscreteAgent:
             )
             q_pi = policy_posterior(efe.efe, self.gamma, self.log_E)
         self._q_pi, self._efe = q_pi, efe
+        if self.history and self.history[-1].t == self.t:
+            self.history[-1] = self.history[-1]._replace(q_pi=q_pi, efe=efe)
         return PolicyInference(q_pi, efe)
 
     def sample_action(self, generator: torch.Generator | None = None) -> Tensor:
@@ -752,17 +760,6 @@ class DiscreteAgent:
             The action to take.
         """
         self.infer_states(obs)
-        policy = self.infer_policies()
-        self.history.append(
-            AgentStep(
-                self.t,
-                self._cols,
-                self._prior if self._prior is not None else [],
-                self.qs if self.qs is not None else [],
-                policy.q_pi,
-                policy.efe,
-                None,
-            )
-        )
+        self.infer_policies()
         self.learn()
         return self.sample_action(generator)

@@ -222,4 +222,4 @@ def test_efe_figure_names_policies_by_their_actions_and_shows_q_pi(pomdp: Catego
     order = efe.efe.argsort(stable=True).tolist()
     assert ticks == [labels[i] for i in order]
     assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "q(pi)"
-    assert "q(pi)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "q(pi)" in [t.get_text() for t in fig.legends[0].get_texts()]
