@@ -300,10 +300,8 @@ class DiscreteAgent:
 
         if len(models) > 1:
             stacked = {k: _stack(models, k) for k in ("A", "B", "C", "D", "pA", "pB", "pD")}
-            E_all = [m.E for m in models]
-            E_stack = (
-                None if any(e is None for e in E_all) else torch.stack(E_all)  # type: ignore[misc]
-            )
+            E_all = [m.E for m in models if m.E is not None]
+            E_stack = torch.stack(E_all) if len(E_all) == len(models) else None
         else:
             stacked = {k: getattr(first, k, None) for k in ("A", "B", "C", "D", "pA", "pB", "pD")}
             E_stack = None if first.E is None else first.E.unsqueeze(0)

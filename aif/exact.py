@@ -374,7 +374,11 @@ def infer_states_exact(
         batched call).
     """
     if _is_batch_call(prior):
-        cols = observation_batch(obs, [int(a.shape[-len(prior) - 1]) for a in A], A[0].dtype)
+        cols = observation_batch(
+            obs,  # type: ignore[arg-type]
+            [int(a.shape[-len(prior) - 1]) for a in A],
+            A[0].dtype,
+        )
         return _infer_exact_batch(A, cols, prior)
     ns = _num_states(A)
     _check_prior(prior, ns)
@@ -432,7 +436,11 @@ def infer_states_fpi(
                 f"infer_states_fpi: tol={tol} with a batched prior; expected tol=None (a batch "
                 "runs num_iter sweeps)"
             )
-        cols = observation_batch(obs, [int(a.shape[-len(prior) - 1]) for a in A], A[0].dtype)
+        cols = observation_batch(
+            obs,  # type: ignore[arg-type]
+            [int(a.shape[-len(prior) - 1]) for a in A],
+            A[0].dtype,
+        )
         return _infer_fpi_batch(A, cols, prior, num_iter)
     ns = _num_states(A)
     _check_prior(prior, ns)
@@ -755,7 +763,7 @@ def predict_states(
     list of Tensor, each shape (n_s[f],) or (batch, n_s[f])
     """
     if _is_batch_call(qs):
-        return predict_states_batch(qs, B, action)
+        return predict_states_batch(qs, B, torch.as_tensor(action))
     act = torch.as_tensor(action).reshape(-1)
     if act.shape[0] != len(B) or len(qs) != len(B):
         raise ValueError(

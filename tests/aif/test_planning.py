@@ -287,8 +287,9 @@ def _stack(xs):
 @pytest.mark.parametrize("info_gain", ["joint", "per_modality"])
 def test_batched_efe_and_evaluator_equal_one_call_per_element(info_gain: str) -> None:
     models = [_model(seed) for seed in range(4)]
-    for qs, A, B, C in models:
-        C[0] = torch.randn(C[0].shape[0], 2, dtype=torch.float64)  # time-indexed, per model
+    for model in models:
+        C_m = model[3]
+        C_m[0] = torch.randn(C_m[0].shape[0], 2, dtype=torch.float64)  # time-indexed, per model
     policies = construct_policies([2, 3], policy_len=2)
     pA = [[4.0 * a + 0.1 for a in m[1]] for m in models]
     pB = [[3.0 * b + 0.2 for b in m[2]] for m in models]
