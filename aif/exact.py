@@ -310,8 +310,19 @@ def log_likelihood_per_modality(A: Sequence[Tensor], obs: ObsLike) -> list[Tenso
     list of Tensor, each shape (n_s[0], ..., n_s[F-1])
     """
     _num_states(A)
-    vectors = observation_vectors(obs, [a.shape[0] for a in A], A[0].dtype)
-    return [torch.tensordot(o, stable_log(A_m), dims=1) for o, A_m in zip(vectors, A, strict=True)]
+    if len(obs) != len(A):
+        raise ValueError(
+            f"obs has {len(obs)} entries; expected one per modality ({len(A)} modalities)"
+        )
+    out = []
+    for m, (o, A_m) in enumerate(zip(obs, A, strict=True)):
+        value = _index_or_vector(o, m, int(A_m.shape[0]))
+        log_A = stable_log(A_m)
+        if isinstance(value, int):
+            out.append(log_A[value])  # the row of the observed outcome
+        else:
+            out.append(torch.tensordot(value.to(log_A), log_A, dims=1))
+    return out
 
 
 def log_likelihood(A: Sequence[Tensor], obs: ObsLike) -> Tensor:
@@ -448,7 +459,7 @@ def infer_states_fpi(
     log_prior = [stable_log(p) for p in prior]
     if len(ns) == 1:
         return [softmax(ll + log_prior[0])]
-    qs = [torch.full((n,), 1.0 / n, dtype=ll.dtype) for n in ns]
+    qs = [torch.full((n,), 1.0 / n, dtype=ll.dtype, device=ll.device) for n in ns]
     prev_vfe: Tensor | None = None
     for _ in range(num_iter):
         # Parallel (Jacobi) sweep: every factor reads the previous iterate of the others.

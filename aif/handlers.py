@@ -234,6 +234,11 @@ class condition_on_policy(Messenger):
                     f"condition_on_policy: site {msg['name']!r} takes values 0..{upper} but the "
                     f"policy sets {int(value)} (policy shape {tuple(self.policy.shape)})"
                 )
+        # The value lives where the distribution's parameters do (a model on a GPU).
+        params = [vars(fn).get(k) for k in ("probs", "logits")] if fn is not None else []
+        devices = [p.device for p in params if isinstance(p, Tensor)]
+        if devices and value.device != devices[0]:
+            value = value.to(devices[0])
         msg["value"] = value.expand(fn.batch_shape + fn.event_shape) if fn is not None else value
         msg["is_observed"] = True
         # An intervention is not evidence: mask its log-probability out of every free energy.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import pyro
 import pyro.distributions as dist
@@ -42,8 +42,10 @@ from aif.exact import (
     log_evidence_sequence,
 )
 from aif.handlers import horizon
+from aif.inference import JointCategorical
 from aif.maths import normalize
 from aif.planning import EFEResult, construct_policies, efe_categorical, policy_posterior
+from aif.sequence import SmoothResult, smooth_states
 
 __all__ = ["CategoricalGuide", "CategoricalPOMDP", "categorical_guide"]
 
@@ -465,6 +467,12 @@ class CategoricalPOMDP:
         """``log p(o_{0:T-1} | u)`` by enumeration (:func:`aif.exact.log_evidence_sequence`)."""
         return log_evidence_sequence(self.A, self.B, self._D, obs, actions)
 
+    def smooth(
+        self, obs: Sequence[ObsLike], actions: Tensor | Sequence[Sequence[int]] | None = None
+    ) -> SmoothResult:
+        """Posterior of every step given the whole sequence (:func:`aif.sequence.smooth_states`)."""
+        return smooth_states(self.A, self.B, self._D, obs, actions)
+
     def efe(self, qs: Sequence[Tensor], **kwargs: Any) -> EFEResult:
         """EFE of every policy from beliefs ``qs`` (:func:`aif.planning.efe_categorical`).
 
@@ -558,7 +566,7 @@ class CategoricalPOMDP:
         ns, F, M = self.num_states, self.num_factors, self.num_modalities
         act = None
         if actions is not None:
-            act = torch.as_tensor(actions, dtype=torch.long)
+            act = torch.as_tensor(actions, dtype=torch.long, device=self.device)
             if act.dim() == 1 and F == 1:
                 act = act.unsqueeze(-1)
             if act.dim() != 2 or act.shape[1] != F:
@@ -591,7 +599,7 @@ class CategoricalPOMDP:
                     probs = Vindex(B_tabs[f])[..., prev[f], u, :]
                 cur.append(pyro.sample(f"s_{t}_{f}", dist.Categorical(probs=probs)))
             if t > 0 or observe_initial:
-                obs_t = self._obs_at(obs, t, M)
+                obs_t = self._obs_at(obs, t, M, self.device)  # type: ignore[arg-type]
                 for m in range(M):
                     probs = Vindex(A_tabs[m])[(Ellipsis, *cur, slice(None))]
                     value = None if obs_t is None else obs_t[m]
@@ -613,7 +621,7 @@ class CategoricalPOMDP:
         return pyro.sample(f"u_{t}_{f}", uniform, infer={"enumerate": "parallel"})
 
     @staticmethod
-    def _obs_at(obs: Any, t: int, M: int) -> Tensor | None:
+    def _obs_at(obs: Any, t: int, M: int, device: torch.device | None = None) -> Tensor | None:
         if obs is None or t >= len(obs) or obs[t] is None:
             return None
         raw = torch.as_tensor(obs[t])
@@ -622,7 +630,7 @@ class CategoricalPOMDP:
                 f"model: obs[{t}] = {raw.tolist()} has dtype {raw.dtype}; expected integer outcome "
                 "indices (categorical outcomes are never rounded)"
             )
-        o = raw.long().reshape(-1)
+        o = raw.long().reshape(-1).to(device)
         if o.shape[0] != M:
             raise ValueError(
                 f"model: obs[{t}] has shape {tuple(o.shape)}; expected ({M},) (one outcome per modality)"
@@ -664,11 +672,49 @@ class CategoricalPOMDP:
             for f, p in enumerate(self.pB)
         ]
 
-    def make_guide(self, T: int | None = None, **kwargs: Any) -> CategoricalGuide:
-        """A mean-field :class:`CategoricalGuide` for this model (``T`` defaults to ``policy_len + 1``)."""
-        return CategoricalGuide(
-            self, int(T) if T is not None else int(self.policy_len) + 1, **kwargs
-        )
+    @overload
+    def make_guide(
+        self,
+        T: int | None = None,
+        structure: Literal["mean_field"] = "mean_field",
+        **kwargs: Any,
+    ) -> CategoricalGuide: ...
+
+    @overload
+    def make_guide(
+        self, T: int | None = None, *, structure: Literal["joint"], **kwargs: Any
+    ) -> JointCategorical: ...
+
+    def make_guide(
+        self,
+        T: int | None = None,
+        structure: Literal["mean_field", "joint"] = "mean_field",
+        **kwargs: Any,
+    ) -> CategoricalGuide | JointCategorical:
+        """A guide over the hidden states of ``T`` steps (default ``policy_len + 1``).
+
+        Parameters
+        ----------
+        T : int, optional
+        structure : {"mean_field", "joint"}, default "mean_field"
+            ``"mean_field"``: a :class:`CategoricalGuide` (one belief per factor and step; exact
+            for one factor at one step; takes ``learn_A``/``learn_B``). ``"joint"``: an
+            :class:`aif.inference.JointCategorical`, joint over the factors of a step and Markov
+            across steps, which holds the exact posterior of any window.
+        **kwargs
+            Passed to the guide's constructor.
+        """
+        n_steps = int(T) if T is not None else int(self.policy_len) + 1
+        if structure == "joint":
+            steps = [
+                {f"s_{t}_{f}": n for f, n in enumerate(self.num_states)} for t in range(n_steps)
+            ]
+            return JointCategorical(steps, dtype=self.dtype, device=self.device, **kwargs)
+        if structure != "mean_field":
+            raise ValueError(
+                f"make_guide: structure={structure!r}; expected 'mean_field' or 'joint'"
+            )
+        return CategoricalGuide(self, n_steps, **kwargs)
 
 
 class CategoricalGuide(PyroModule):

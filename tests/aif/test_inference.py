@@ -298,7 +298,7 @@ def test_joint_guide_reaches_exact_bayes_on_two_factors_where_mean_field_cannot(
     fits = {}
     for guide in (joint, mean_field):
         fits[type(guide).__name__] = fit_beliefs(
-            pomdp.model, guide, obs, num_steps=1500, lr=0.1, tol=1e-9
+            pomdp.model, guide, obs, num_steps=1500, lr=0.2, lr_decay=1.0, tol=1e-8
         )
     assert abs(float(fits["JointCategorical"].final.vfe + exact.log_evidence)) <= 1e-3
     assert float((joint.joint(0) - exact.joint).abs().max()) <= 1e-3
@@ -315,7 +315,9 @@ def test_joint_guide_over_a_window_reaches_the_smoother_and_the_sequence_evidenc
     actions = [[1, 0], [0, 1]]
     steps = [{f"s_{t}_{f}": n for f, n in enumerate(pomdp.num_states)} for t in range(3)]
     guide = JointCategorical(steps)
-    result = fit_beliefs(pomdp.model, guide, obs, actions, num_steps=1500, lr=0.1, tol=1e-9)
+    result = fit_beliefs(
+        pomdp.model, guide, obs, actions, num_steps=1500, lr=0.2, lr_decay=1.0, tol=1e-8
+    )
     ref = smooth_states(pomdp.A, pomdp.B, pomdp.D, obs, actions)
     assert abs(float(result.final.vfe + ref.log_evidence)) <= 1e-3
     beliefs = guide.beliefs()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import pyro
 import pytest
@@ -14,6 +15,15 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from aif.exact import vfe_categorical
 from aif.handlers import condition_on_policy, set_horizon
 from generative_models.categorical import CategoricalPOMDP, categorical_guide
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny tensors: one thread is fastest, and two test workers share the cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _empty_guide(*args, **kwargs) -> None:
@@ -210,3 +220,21 @@ def test_initial_state_concentrations_are_validated() -> None:
     assert ok.pD is not None and ok.pD[0].dtype == torch.float64
     with pytest.raises(ValueError, match=r"pD\[0\] has shape \(2,\); expected \(3,\)"):
         CategoricalPOMDP(A=base.A, B=base.B, pD=[torch.ones(2)])
+
+
+def test_joint_guide_and_smoother_of_the_model(pomdp: CategoricalPOMDP) -> None:
+    from aif.inference import JointCategorical, fit_beliefs
+
+    guide = pomdp.make_guide(T=2, structure="joint")
+    assert isinstance(guide, JointCategorical)
+    assert [name for name, _ in guide.steps[1]] == ["s_1_0", "s_1_1"]
+    obs, actions = [[1, 0], [3, 2]], [[1, 2]]
+    fit = fit_beliefs(
+        pomdp.model, guide, obs, actions, num_steps=1500, lr=0.2, lr_decay=1.0, tol=1e-7
+    )
+    smoothed = pomdp.smooth(obs, actions)
+    assert abs(float(fit.final.vfe + smoothed.log_evidence)) < 1e-3
+    assert float((guide.joint(0) - smoothed.joint[0]).abs().max()) < 1e-3
+    assert float(smoothed.log_evidence) == pytest.approx(float(pomdp.log_evidence(obs, actions)))
+    with pytest.raises(ValueError, match="structure='bethe'"):
+        pomdp.make_guide(T=1, structure="bethe")  # type: ignore[call-overload]
