@@ -27,6 +27,7 @@ from aif.maths import (
 
 __all__ = [
     "CategoricalVFE",
+    "action_steps",
     "ExactStateInference",
     "FilterResult",
     "ObsLike",
@@ -38,8 +39,15 @@ __all__ = [
     "log_likelihood",
     "log_likelihood_per_modality",
     "observation_vectors",
-    "predict_states",
     "filter_states",
+    "is_batched_model",
+    "joint_from_marginals",
+    "log_likelihood_batch",
+    "marginals_from_joint",
+    "observation_batch",
+    "predict_states",
+    "predict_states_batch",
+    "select_transitions",
     "vfe_categorical",
 ]
 
@@ -807,15 +815,32 @@ def predict_states_batch(
             f"expected ({batch}, {len(B)}) and {len(B)} (one control per factor and batch element)"
         )
     act = act.long()
-    rows = torch.arange(batch, device=act.device)
     out = []
     for f, (B_f, q) in enumerate(zip(B, qs, strict=True)):
-        if B_f.dim() == 4:
-            B_sel = B_f[rows, :, :, act[:, f]]  # (batch, n', n)
-        else:
-            B_sel = B_f.permute(2, 0, 1)[act[:, f]]  # (batch, n', n)
+        B_sel = select_transitions(B_f, act[:, f])
         out.append(torch.bmm(B_sel, q.to(B_sel.dtype).unsqueeze(-1)).squeeze(-1))
     return out
+
+
+def select_transitions(B_f: Tensor, action_f: Tensor) -> Tensor:
+    """Each batch element's transition matrix under its own control.
+
+    Parameters
+    ----------
+    B_f : Tensor
+        ``B[f]`` of shape (n_s, n_s, n_u) shared by the batch, or (batch, n_s, n_s, n_u).
+    action_f : Tensor of int, shape (batch,)
+        Control of factor ``f`` per batch element.
+
+    Returns
+    -------
+    Tensor, shape (batch, n_s, n_s)
+        ``B[f][(b,) :, :, action_f[b]]``: next state first, as in ``B``.
+    """
+    if B_f.dim() == 4:
+        rows = torch.arange(B_f.shape[0], device=B_f.device)
+        return B_f[rows, :, :, action_f]
+    return B_f.permute(2, 0, 1)[action_f]
 
 
 def _predict_joint(joint: Tensor, B: Sequence[Tensor], action: Sequence[int]) -> Tensor:
@@ -831,17 +856,57 @@ def _action_rows(
 ) -> list[list[int]]:
     if T <= 1:
         return []
+    act = action_steps(actions, T, F, name="filter_states")
+    return [[int(u) for u in row] for row in act[:, 0].tolist()]
+
+
+def action_steps(
+    actions: Tensor | Sequence[Sequence[int]] | None,
+    T: int,
+    F: int,
+    batch: int | None = None,
+    device: torch.device | str | None = None,
+    name: str = "actions",
+) -> Tensor:
+    """The controls between ``T`` steps as an int64 tensor of shape (T-1, batch, F), checked.
+
+    Parameters
+    ----------
+    actions : Tensor or nested sequence of int, optional
+        Shape (T-1, F) for one agent (or (T-1,) with one factor), (T-1, batch, F) for a batch;
+        extra rows are ignored; ``None`` only when ``T <= 1``.
+    T, F : int
+        Number of steps and of factors.
+    batch : int, optional
+        Batch size of a batched call; ``None`` for one agent (the result has batch 1).
+    device : torch.device or str, optional
+    name : str
+        Who asks, for the error message.
+
+    Returns
+    -------
+    Tensor of int64, shape (max(T-1, 0), batch or 1, F)
+    """
+    if T <= 1:
+        return torch.zeros(0, batch or 1, F, dtype=torch.long, device=device)
     if actions is None:
-        raise ValueError(f"filter_states: {T} steps need actions of shape ({T - 1}, {F}); got None")
-    act = torch.as_tensor(actions)
-    if act.dim() == 1 and F == 1:
-        act = act.unsqueeze(-1)
-    if act.dim() != 2 or act.shape[1] != F or act.shape[0] < T - 1:
+        raise ValueError(f"{name}: {T} steps need actions of shape ({T - 1}, {F}); got None")
+    act = torch.as_tensor(actions, device=device).long()
+    if batch is None:
+        if act.dim() == 1 and F == 1:
+            act = act.unsqueeze(-1)
+        if act.dim() != 2 or act.shape[1] != F or act.shape[0] < T - 1:
+            raise ValueError(
+                f"{name}: actions have shape {tuple(act.shape)}; expected ({T - 1}, {F}) (one "
+                "control per factor for each transition)"
+            )
+        return act[: T - 1].unsqueeze(1)
+    if act.dim() != 3 or act.shape[1] != batch or act.shape[2] != F or act.shape[0] < T - 1:
         raise ValueError(
-            f"filter_states: actions have shape {tuple(act.shape)}; expected ({T - 1}, {F}) "
-            "(one control per factor for each transition)"
+            f"{name}: actions have shape {tuple(act.shape)}; expected ({T - 1}, {batch}, {F}) "
+            "for a batch"
         )
-    return [[int(u) for u in row] for row in act[: T - 1].tolist()]
+    return act[: T - 1]
 
 
 def filter_states(

@@ -186,9 +186,18 @@ def vfe(
     ValueError
         For ``method="exact"`` with a continuous latent site in the guide, or an unknown method.
     """
-    if method == "mixed":
-        if num_particles < 1:
+    if method in ("exact", "mixed"):
+        if method == "exact":
+            bad = _non_enumerable_latents(guide, args, kwargs)
+            if bad:
+                raise ValueError(
+                    f"vfe(method='exact'): the guide has latent sites without enumerable support: "
+                    f"{', '.join(bad)}; expected only discrete sites (use method='mixed' or "
+                    "'mc' for these)"
+                )
+        elif num_particles < 1:
             raise ValueError(f"vfe: num_particles={num_particles}; expected >= 1")
+        particles = num_particles if method == "mixed" else 1
         enum_guide = config_enumerate(guide, "parallel")
         with seeded(seed):
             mpn = (
@@ -196,31 +205,13 @@ def vfe(
                 if max_plate_nesting is None
                 else max_plate_nesting
             )
-            # The same draws for the free energy and its complexity: replay the RNG state.
+            # The same draws (if any) for the free energy and its complexity.
             state = torch.random.get_rng_state()
-            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs, num_particles)
+            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs, particles)
             torch.random.set_rng_state(state)
             complexity = _enum_loss(
-                _MaskObserved()(model), enum_guide, mpn, args, kwargs, num_particles
+                _MaskObserved()(model), enum_guide, mpn, args, kwargs, particles
             )
-        result = VFEResult(free_energy, complexity - free_energy, complexity)
-        return result if differentiable else VFEResult(*(x.detach() for x in result))
-    if method == "exact":
-        bad = _non_enumerable_latents(guide, args, kwargs)
-        if bad:
-            raise ValueError(
-                f"vfe(method='exact'): the guide has latent sites without enumerable support: "
-                f"{', '.join(bad)}; expected only discrete sites (use method='mc' for these)"
-            )
-        enum_guide = config_enumerate(guide, "parallel")
-        with seeded(seed):
-            mpn = (
-                plate_nesting(guide, model, args=args, kwargs=kwargs)
-                if max_plate_nesting is None
-                else max_plate_nesting
-            )
-            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs)
-            complexity = _enum_loss(_MaskObserved()(model), enum_guide, mpn, args, kwargs)
         result = VFEResult(free_energy, complexity - free_energy, complexity)
         return result if differentiable else VFEResult(*(x.detach() for x in result))
     if method == "mc":

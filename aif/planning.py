@@ -17,7 +17,6 @@ from torch import Tensor
 from aif.exact import is_batched_model
 from aif.maths import (
     EPS,
-    contract_factors_batched,
     entropy,
     log_softmax,
     softmax,
@@ -302,87 +301,31 @@ def efe_categorical(
             f"efe_categorical: info_gain={info_gain!r}; expected 'joint' or 'per_modality'"
         )
     policies = torch.as_tensor(policies, dtype=torch.long, device=A[0].device)
-    if len(qs) and qs[0].dim() == 2:
-        return _efe_batch(
-            qs,
-            A,
-            B,
-            C,
-            policies,
-            pA,
-            pB,
-            use_utility=use_utility,
-            use_states_info_gain=use_states_info_gain,
-            use_param_info_gain=use_param_info_gain,
-            info_gain=info_gain,
-            novelty_form=novelty_form,
-        )
-    ns = _check_inputs(qs, A, B, C, policies)
-    dtype = A[0].dtype
-    n_pol, policy_len, F = policies.shape
-    M = len(A)
-
-    # Quantities that do not depend on the policy, computed once per call.
-    H_A = [entropy(A_m, dim=0) for A_m in A]
-    log_C = [
-        [log_softmax(_preference_column(C_m, t, m).to(dtype), dim=0) for t in range(policy_len)]
-        for m, C_m in enumerate(C)
-    ]
-    A_joint: Tensor | None = None
-    if info_gain == "joint" and M > 1:
-        n_joint = 1
-        for A_m in A:
-            n_joint *= A_m.shape[0]
-        for n in ns:
-            n_joint *= n
-        if n_joint > _MAX_JOINT_ENTRIES:
-            raise ValueError(
-                f"efe_categorical: the joint outcome-by-state table has {n_joint} entries "
-                f"(outcomes {[a.shape[0] for a in A]}, states {list(ns)}); expected at most "
-                f"{_MAX_JOINT_ENTRIES}. Use info_gain='per_modality'."
-            )
-        A_joint = _joint_likelihood(A)
-    W_A = [novelty_weights(p.to(dtype), novelty_form) for p in pA] if pA is not None else None
-    W_B = [novelty_weights(p.to(dtype), novelty_form) for p in pB] if pB is not None else None
-
-    zeros = torch.zeros(n_pol, dtype=dtype, device=A[0].device)
-    risk, ambiguity, pragmatic, info, novelty = (zeros.clone() for _ in range(5))
-    q_prev = [q.to(dtype).expand(n_pol, -1) for q in qs]
-    for t in range(policy_len):
-        q_next = [
-            torch.einsum("ijp,pj->pi", B[f].to(dtype)[:, :, policies[:, t, f]], q_prev[f])
-            for f in range(F)
-        ]
-        qo = [contract_factors_batched(A_m, q_next) for A_m in A]  # (P, n_o[m]) each
-        amb_t = torch.stack([contract_factors_batched(h, q_next) for h in H_A]).sum(0)
-        prag_t = torch.stack([(qo[m] * log_C[m][t]).sum(-1) for m in range(M)]).sum(0)
-        if A_joint is not None:
-            qo_joint = contract_factors_batched(A_joint, q_next).reshape(n_pol, -1)
-            neg_h_qo = xlogx(qo_joint).sum(-1)
-        else:
-            neg_h_qo = torch.stack([xlogx(qo[m]).sum(-1) for m in range(M)]).sum(0)
-        info_t = -neg_h_qo - amb_t
-        risk = risk + neg_h_qo - prag_t
-        ambiguity = ambiguity + amb_t
-        pragmatic = pragmatic + prag_t
-        info = info + info_t
-        if W_A is not None:
-            for m in range(M):
-                novelty = novelty + (qo[m] * contract_factors_batched(W_A[m], q_next)).sum(-1)
-        if W_B is not None:
-            for f in range(F):
-                w = W_B[f][:, :, policies[:, t, f]]  # (n', n, P)
-                novelty = novelty + torch.einsum("pi,ijp,pj->p", q_next[f], w, q_prev[f])
-        q_prev = q_next
-
-    efe = zeros.clone()
-    if use_utility:
-        efe = efe - pragmatic
-    if use_states_info_gain:
-        efe = efe - info
-    if use_param_info_gain:
-        efe = efe - novelty
-    return EFEResult(efe, risk, ambiguity, pragmatic, info, novelty)
+    batched = len(qs) > 0 and qs[0].dim() == 2
+    if batched:
+        checked = _check_batch_inputs(qs, A, B, C, policies)
+    else:
+        # One belief is a batch of one: the same code, and the batched contractions are the
+        # faster ones even then.
+        ns = _check_inputs(qs, A, B, C, policies)
+        checked = (1, ns, False)
+        qs = [q.unsqueeze(0) for q in qs]
+    result = _efe_batch(
+        qs,
+        A,
+        B,
+        C,
+        policies,
+        pA,
+        pB,
+        checked,
+        use_utility=use_utility,
+        use_states_info_gain=use_states_info_gain,
+        use_param_info_gain=use_param_info_gain,
+        info_gain=info_gain,
+        novelty_form=novelty_form,
+    )
+    return result if batched else EFEResult(*(x[0] for x in result))
 
 
 def _check_batch_inputs(
@@ -465,6 +408,7 @@ def _efe_batch(
     policies: Tensor,
     pA: Sequence[Tensor] | None,
     pB: Sequence[Tensor] | None,
+    checked: tuple[int, tuple[int, ...], bool],
     *,
     use_utility: bool,
     use_states_info_gain: bool,
@@ -472,8 +416,8 @@ def _efe_batch(
     info_gain: str,
     novelty_form: Literal["exact", "spm"],
 ) -> EFEResult:
-    """:func:`efe_categorical` for a batch of beliefs (and optionally of models)."""
-    batch, ns, batched = _check_batch_inputs(qs, A, B, C, policies)
+    """:func:`efe_categorical` for a batch of beliefs (and optionally of models), checked."""
+    batch, ns, batched = checked
     dtype, device = A[0].dtype, A[0].device
     n_pol, policy_len, F = policies.shape
     M = len(A)
@@ -560,7 +504,27 @@ def _efe_batch(
                 novelty = novelty + torch.einsum(eq, q_next[f], w, q_prev[f])
         q_prev = q_next
 
-    efe = zeros.clone()
+    return _assemble(
+        risk,
+        ambiguity,
+        pragmatic,
+        info,
+        novelty,
+        (use_utility, use_states_info_gain, use_param_info_gain),
+    )
+
+
+def _assemble(
+    risk: Tensor,
+    ambiguity: Tensor,
+    pragmatic: Tensor,
+    info: Tensor,
+    novelty: Tensor,
+    switches: tuple[bool, bool, bool],
+) -> EFEResult:
+    """The EFE from the terms switched on (utility, state information gain, novelty)."""
+    use_utility, use_states_info_gain, use_param_info_gain = switches
+    efe = torch.zeros_like(risk)
     if use_utility:
         efe = efe - pragmatic
     if use_states_info_gain:

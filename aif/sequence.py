@@ -19,11 +19,13 @@ from torch import Tensor
 from aif.exact import (
     ObsLike,
     _contract_except,
+    action_steps,
     is_batched_model,
     joint_from_marginals,
     log_likelihood_batch,
     marginals_from_joint,
     observation_batch,
+    select_transitions,
 )
 from aif.maths import EPS, softmax, stable_log
 
@@ -77,7 +79,6 @@ def joint_transition(B: Sequence[Tensor], action: Tensor) -> Tensor:
         Rows index the next joint state, columns the previous one (C order over factors).
     """
     batch = int(action.shape[0])
-    rows = torch.arange(batch, device=action.device)
     letters = string.ascii_letters
     F = len(B)
     if 2 * F + 1 > len(letters):
@@ -85,11 +86,7 @@ def joint_transition(B: Sequence[Tensor], action: Tensor) -> Tensor:
     operands = []
     terms = []
     for f, B_f in enumerate(B):
-        if B_f.dim() == 4:
-            sel = B_f[rows, :, :, action[:, f]]
-        else:
-            sel = B_f.permute(2, 0, 1)[action[:, f]]
-        operands.append(sel)
+        operands.append(select_transitions(B_f, action[:, f]))
         terms.append("Z" + letters[f] + letters[F + f])
     out = "Z" + letters[:F] + letters[F : 2 * F]
     M = torch.einsum(",".join(terms) + "->" + out, *operands)
@@ -114,36 +111,6 @@ def _as_batch_obs(
             vecs = observation_vectors(o, num_obs, dtype)  # type: ignore[arg-type]
             out.append([v.to(device).unsqueeze(0) for v in vecs])
     return out
-
-
-def _actions(
-    actions: Tensor | Sequence[Sequence[int]] | None,
-    T: int,
-    F: int,
-    batch: int,
-    batched: bool,
-    device: torch.device,
-) -> Tensor:
-    """Actions as (T-1, batch, F) int64."""
-    if T <= 1:
-        return torch.zeros(0, batch, F, dtype=torch.long, device=device)
-    if actions is None:
-        raise ValueError(f"{T} steps need actions of shape ({T - 1}, {F}); got None")
-    act = torch.as_tensor(actions, device=device).long()
-    if not batched:
-        if act.dim() == 1 and F == 1:
-            act = act.unsqueeze(-1)
-        if act.dim() != 2 or act.shape[1] != F or act.shape[0] < T - 1:
-            raise ValueError(
-                f"actions have shape {tuple(act.shape)}; expected ({T - 1}, {F}) (one control per "
-                "factor for each transition)"
-            )
-        return act[: T - 1].unsqueeze(1)
-    if act.dim() != 3 or act.shape[1] != batch or act.shape[2] != F or act.shape[0] < T - 1:
-        raise ValueError(
-            f"actions have shape {tuple(act.shape)}; expected ({T - 1}, {batch}, {F}) for a batch"
-        )
-    return act[: T - 1]
 
 
 def smooth_states(
@@ -210,7 +177,7 @@ def smooth_states(
     num_obs = [int(a.shape[-F - 1]) for a in A]
     A_b = list(A)
     cols = _as_batch_obs(obs, num_obs, batched, dtype, device)
-    act = _actions(actions, T, F, batch, batched, device)
+    act = action_steps(actions, T, F, batch if batched else None, device, "smooth_states")
     B_b = list(B)
     log_filtered: list[Tensor] = []
     transitions: list[Tensor] = []
@@ -313,19 +280,14 @@ def infer_states_mmp(
     batch = int(pri[0].shape[0])
     num_obs = [int(a.shape[-F - 1]) for a in A]
     cols = _as_batch_obs(obs, num_obs, batched, dtype, device)
-    act = _actions(actions, L, F, batch, batched, device)
+    act = action_steps(actions, L, F, batch if batched else None, device, "infer_states_mmp")
     lls = [log_likelihood_batch(list(A), cols[t], F) for t in range(L)]  # (batch, *ns)
-    rows = torch.arange(batch, device=device)
     B_sel: list[list[Tensor]] = []  # B_sel[t][f]: (batch, n', n)
     B_back: list[list[Tensor]] = []  # normalised over the previous state
     for t in range(L - 1):
         sel_t, back_t = [], []
         for f, B_f in enumerate(B):
-            if B_f.dim() == 4:
-                sel = B_f[rows, :, :, act[t, :, f]]
-            else:
-                sel = B_f.permute(2, 0, 1)[act[t, :, f]]
-            sel = sel.to(dtype)
+            sel = select_transitions(B_f, act[t, :, f]).to(dtype)
             sel_t.append(sel)
             back_t.append(sel / sel.sum(-1, keepdim=True).clamp_min(EPS))
         B_sel.append(sel_t)

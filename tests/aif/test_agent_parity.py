@@ -10,7 +10,6 @@ exact ties between symmetric policies, which rounding would otherwise settle eit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,15 +32,6 @@ from pymdp.envs.tmaze import TMaze  # noqa: E402
 from aif.discrete_agent import DiscreteAgent  # noqa: E402
 from aif.planning import preference_offset  # noqa: E402
 from generative_models.categorical import CategoricalPOMDP  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TOL = 1e-4
 

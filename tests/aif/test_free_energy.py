@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -16,15 +14,6 @@ from aif.inference import MeanFieldCategorical, categorical_step_model
 from aif.maths import log_softmax
 from aif.planning import efe_categorical
 from generative_models.categorical import CategoricalPOMDP
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Small tensors: extra threads only contend with the other test workers.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 
 import pyro
 import pyro.distributions as dist
@@ -26,14 +25,6 @@ from aif.inference import (
 )
 from aif.sequence import smooth_states
 from generative_models.categorical import CategoricalPOMDP
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _sites(pomdp: CategoricalPOMDP) -> dict[str, int]:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 
 from aif.learning import dirichlet_mean, update_pA, update_pB, update_pD
 from generative_models.categorical import CategoricalPOMDP
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _beliefs(seed: int, sizes: list[int], batch: int | None = None) -> list[torch.Tensor]:

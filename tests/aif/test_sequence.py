@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,15 +12,6 @@ import torch
 from aif.exact import filter_states
 from aif.sequence import infer_states_mmp, joint_transition, smooth_states
 from generative_models.categorical import CategoricalPOMDP
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 OBS = [[0, 1], [2, 0], [1, 1], [0, 0]]
 ACTIONS = [[1, 0], [0, 1], [1, 1]]
