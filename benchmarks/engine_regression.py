@@ -54,6 +54,46 @@ def _import_base(revision: str, root: Path) -> tuple[Any, Any]:
     return base_exact, base_planning
 
 
+def _svi_rows(pomdp: CategoricalPOMDP, pairs: int) -> None:
+    """Belief fitting and Monte Carlo EFE of the base revision and now (a few pairs)."""
+    import warnings
+
+    import aif_base.free_energy as base_fe  # type: ignore[import-not-found]
+    import aif_base.inference as base_inf  # type: ignore[import-not-found]
+    import pyro
+
+    import aif.free_energy as new_fe
+    import aif.inference as new_inf
+
+    assert pomdp.C is not None and pomdp.policies is not None and pomdp.D is not None
+    obs = [[1] * len(pomdp.A)]
+    qs = list(pomdp.D)
+    log_C = [torch.log_softmax(c, 0) for c in pomdp.C]
+    pyro.settings.set(module_local_params=True)
+    warnings.simplefilter("ignore")
+
+    def fit(module: Any) -> Any:
+        guide = pomdp.make_guide(T=1)
+        return module.fit_beliefs(pomdp.model, guide, obs, num_steps=50, lr=0.1, early_stop=False)
+
+    def efe(module: Any) -> Any:
+        return module.efe_mc(
+            pomdp.model,
+            pomdp.policies,
+            prior=qs,
+            observe_initial=False,
+            log_C=log_C,
+            num_particles=200,
+        )
+
+    for label, call, mods in (
+        ("fit_beliefs, 50 steps", fit, (base_inf, new_inf)),
+        ("efe_mc, 200 particles", efe, (base_fe, new_fe)),
+    ):
+        before, now = _paired(partial(call, mods[0]), partial(call, mods[1]), pairs)
+        print(f"  {label:34s} {before * 1e3:8.1f} -> {now * 1e3:8.1f} ms  x{now / before:5.2f}")
+
+
 def _paired(before: Callable[[], Any], now: Callable[[], Any], pairs: int) -> tuple[float, float]:
     """Median seconds of each, timed in alternation, the order swapped every pair."""
     for _ in range(max(10, pairs // 10)):
@@ -76,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", required=True, help="git revision to compare with")
     parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--svi-pairs", type=int, default=10, help="pairs of the SVI/MC rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,9 +124,9 @@ def main() -> None:
         print(f"torch {torch.__version__}, 1 thread; now / base {args.base}, {args.pairs} pairs")
         for name, sizes in MODELS.items():
             print(f"\n{name} model")
-            _compare(
-                CategoricalPOMDP.random(**sizes, seed=0), base_exact, base_planning, args.pairs
-            )
+            pomdp = CategoricalPOMDP.random(**sizes, seed=0)
+            _compare(pomdp, base_exact, base_planning, args.pairs)
+            _svi_rows(pomdp, args.svi_pairs)
 
 
 def _compare(pomdp: CategoricalPOMDP, base_exact: Any, base_planning: Any, pairs: int) -> None:
