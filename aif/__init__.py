@@ -7,9 +7,17 @@ import importlib.metadata
 
 from aif.agent import ModelBasedAgent
 from aif.cem import CEMConfig, HybridCEM
+from aif.discrete_agent import AgentStep, DiscreteAgent, PolicyInference
 from aif.exact import ExactStateInference, filter_states, infer_states, vfe_categorical
 from aif.free_energy import VFEResult, efe_mc, vfe
-from aif.inference import BeliefResult, filter_beliefs, fit_beliefs
+from aif.inference import (
+    BeliefResult,
+    JointCategorical,
+    MeanFieldCategorical,
+    filter_beliefs,
+    fit_beliefs,
+)
+from aif.learning import update_pA, update_pB, update_pD
 from aif.planning import (
     EFEResult,
     PolicyEvaluator,
@@ -18,6 +26,7 @@ from aif.planning import (
     policy_posterior,
     select_action,
 )
+from aif.sequence import SmoothResult, infer_states_mmp, smooth_states
 
 try:
     __version__ = importlib.metadata.version("aif-offload")
@@ -25,13 +34,19 @@ except importlib.metadata.PackageNotFoundError:  # a source tree that was never 
     __version__ = "0+unknown"
 
 __all__ = [
+    "AgentStep",
     "BeliefResult",
     "CEMConfig",
+    "DiscreteAgent",
     "EFEResult",
     "ExactStateInference",
     "HybridCEM",
+    "JointCategorical",
+    "MeanFieldCategorical",
     "ModelBasedAgent",
     "PolicyEvaluator",
+    "PolicyInference",
+    "SmoothResult",
     "VFEResult",
     "construct_policies",
     "efe_categorical",
@@ -40,8 +55,13 @@ __all__ = [
     "filter_states",
     "fit_beliefs",
     "infer_states",
+    "infer_states_mmp",
     "policy_posterior",
     "select_action",
+    "smooth_states",
+    "update_pA",
+    "update_pB",
+    "update_pD",
     "vfe",
     "vfe_categorical",
 ]

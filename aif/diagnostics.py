@@ -16,12 +16,14 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from aif.discrete_agent import AgentStep
 from aif.free_energy import VFEResult
 from aif.inference import BeliefResult, FilterBeliefsResult, trace_converged
 from aif.planning import EFEResult
 
 __all__ = [
     "EFE_TERMS",
+    "agent_datatree",
     "VFE_TERMS",
     "ConvergenceReport",
     "belief_datatree",
@@ -30,6 +32,7 @@ __all__ = [
     "plot_efe_decomposition",
     "plot_vfe_decomposition",
     "plot_vfe_trace",
+    "policy_labels",
     "vfe_convergence",
     "vfe_decomposition",
 ]
@@ -151,14 +154,21 @@ def belief_datatree(
     result: BeliefResult,
     observed: Mapping[str, Any] | None = None,
     name: str = "beliefs",
+    *,
+    state_labels: Mapping[str, Sequence[Any]] | None = None,
 ) -> xr.DataTree:
-    """One fitted belief as a DataTree.
+    """One fitted belief as a DataTree: the posterior itself, its free energy, its data.
 
     Groups
     ------
+    ``beliefs``
+        The fitted posterior ``q`` itself when the guide exposes it: one variable per
+        categorical site holding its probabilities, dim ``<site>_state`` with the state labels
+        as coordinates (``state_labels`` or ``0..n-1``).
     ``posterior``
         Draws of every latent site, dims ``(chain, draw, ...)`` (one chain of
-        ``num_samples`` draws), when the fit kept samples.
+        ``num_samples`` draws), only when the fit kept samples (``num_samples > 0``); use it
+        for continuous sites, whose posterior is not a table.
     ``observed_data``
         The observations, when given.
     ``free_energy``
@@ -171,12 +181,17 @@ def belief_datatree(
     observed : mapping of str to array-like, optional
         Observed values by site name.
     name : str, default "beliefs"
+    state_labels : mapping of str to sequence, optional
+        Names of the states of a site (e.g. ``{"s_0_0": ["idle", "congested"]}``).
 
     Returns
     -------
     xarray.DataTree
     """
     groups: dict[str, xr.Dataset] = {}
+    beliefs = getattr(result, "beliefs", None)
+    if beliefs:
+        groups["beliefs"] = _belief_group(beliefs, state_labels or {})
     if result.samples:
         groups["posterior"] = _group(
             "posterior",
@@ -203,6 +218,33 @@ def belief_datatree(
         {"converged": int(result.converged), "num_steps": int(result.num_steps)}
     )
     return _tree(groups, {"name": name})
+
+
+def _belief_group(
+    beliefs: Mapping[str, Any], state_labels: Mapping[str, Sequence[Any]]
+) -> xr.Dataset:
+    """Probabilities per site with a labelled state dim each."""
+    data: dict[str, np.ndarray] = {}
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, Any] = {}
+    for site, q in beliefs.items():
+        values = _np(q).astype(float)
+        if values.ndim != 1:
+            raise ValueError(
+                f"belief_datatree: belief of site {site!r} has shape {values.shape}; expected "
+                "one probability vector (n,) per site"
+            )
+        dim = f"{site}_state"
+        labels = list(state_labels.get(site, range(values.shape[0])))
+        if len(labels) != values.shape[0]:
+            raise ValueError(
+                f"belief_datatree: state_labels[{site!r}] has {len(labels)} entries; expected "
+                f"{values.shape[0]} (one per state)"
+            )
+        data[site] = values
+        dims[site] = [dim]
+        coords[dim] = labels
+    return _group("beliefs", data, dims, coords, sampled=False)
 
 
 def vfe_decomposition(result: FilterBeliefsResult) -> xr.Dataset:
@@ -252,6 +294,8 @@ def filter_datatree(
     result: FilterBeliefsResult,
     observations: Sequence[Any] | None = None,
     name: str = "filter",
+    *,
+    state_labels: Sequence[Sequence[Any]] | None = None,
 ) -> xr.DataTree:
     """A filtering run as a DataTree.
 
@@ -259,8 +303,8 @@ def filter_datatree(
     ------
     ``beliefs``
         Prior and posterior of every factor per step: ``prior_f{f}``/``posterior_f{f}`` with
-        dims ``(step, state_*)`` for categorical beliefs, or ``*_mean``/``*_var`` (dim ``step``)
-        for Gaussian ones.
+        dims ``(step, state_f{f})`` for categorical beliefs (coordinates ``state_labels[f]`` or
+        ``0..n-1``), or ``*_mean``/``*_var`` (dim ``step``) for Gaussian ones.
     ``free_energy``
         ``vfe_terms`` (dims ``step, term``) and ``converged`` (dim ``step``), see
         :func:`vfe_decomposition`.
@@ -274,12 +318,25 @@ def filter_datatree(
     prior_data, prior_dims = _belief_arrays(result.priors, "prior")
     post_data, post_dims = _belief_arrays(result.posteriors, "posterior")
     steps = np.arange(len(result.posteriors))
+    coords: dict[str, Any] = {"step": steps}
+    for key, value in post_data.items():
+        if value.ndim == 2:
+            f = int(key.rsplit("_f", 1)[1])
+            labels = (
+                list(state_labels[f]) if state_labels is not None else list(range(value.shape[1]))
+            )
+            if len(labels) != value.shape[1]:
+                raise ValueError(
+                    f"filter_datatree: state_labels[{f}] has {len(labels)} entries; expected "
+                    f"{value.shape[1]} (one per state of factor {f})"
+                )
+            coords[f"state_f{f}"] = labels
     groups = {
         "beliefs": _group(
             "beliefs",
             {**prior_data, **post_data},
             {**prior_dims, **post_dims},
-            {"step": steps},
+            coords,
             sampled=False,
         ),
         "free_energy": vfe_decomposition(result),
@@ -342,6 +399,95 @@ def efe_decomposition(
     )
 
 
+def agent_datatree(
+    history: Sequence[AgentStep],
+    name: str = "agent",
+    *,
+    state_labels: Sequence[Sequence[Any]] | None = None,
+    policies: Tensor | None = None,
+) -> xr.DataTree:
+    """An episode of :class:`aif.discrete_agent.DiscreteAgent` (its ``history``) as a DataTree.
+
+    Groups
+    ------
+    ``beliefs``
+        ``prior_f{f}`` and ``posterior_f{f}`` with dims ``(step, agent, state_f{f})``.
+    ``policies``
+        ``q_pi`` (dims ``step, agent, policy``), ``efe_terms`` (``step, agent, policy, term``)
+        and ``action`` (``step, agent, factor``); ``policies`` (``policy, horizon, factor``)
+        when given.
+    ``observed_data``
+        ``obs`` with dims ``(step, agent, modality)`` (outcome indices; the most probable
+        outcome for probability-vector observations).
+
+    Parameters
+    ----------
+    history : sequence of AgentStep
+        ``DiscreteAgent.history`` (before :meth:`~aif.discrete_agent.DiscreteAgent.end_episode`).
+    name : str, default "agent"
+    state_labels : sequence of sequence, optional
+        Names of the states of each factor.
+    policies : Tensor of int, shape (n_policies, policy_len, F), optional
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    if not history:
+        raise ValueError("agent_datatree: the history is empty; expected at least one step")
+    steps = np.asarray([step.t for step in history])
+    F = len(history[0].qs)
+    data: dict[str, Any] = {}
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, Any] = {"step": steps}
+    for f in range(F):
+        for label, key in (("prior", "prior"), ("posterior", "qs")):
+            data[f"{label}_f{f}"] = np.stack([_np(getattr(step, key)[f]) for step in history])
+            dims[f"{label}_f{f}"] = ["step", "agent", f"state_f{f}"]
+        n = data[f"posterior_f{f}"].shape[-1]
+        labels = list(state_labels[f]) if state_labels is not None else list(range(n))
+        if len(labels) != n:
+            raise ValueError(
+                f"agent_datatree: state_labels[{f}] has {len(labels)} entries; expected {n}"
+            )
+        coords[f"state_f{f}"] = labels
+    groups = {"beliefs": _group("beliefs", data, dims, coords, sampled=False)}
+    pol_data: dict[str, Any] = {}
+    pol_dims: dict[str, list[str]] = {}
+    if all(step.q_pi is not None for step in history):
+        pol_data["q_pi"] = np.stack([_np(step.q_pi) for step in history])
+        pol_dims["q_pi"] = ["step", "agent", "policy"]
+    if all(step.efe is not None for step in history):
+        pol_data["efe_terms"] = np.stack(
+            [np.stack([_np(getattr(step.efe, k)) for k in EFE_TERMS], -1) for step in history]
+        )
+        pol_dims["efe_terms"] = ["step", "agent", "policy", "term"]
+    if all(step.action is not None for step in history):
+        pol_data["action"] = np.stack([_np(step.action) for step in history])
+        pol_dims["action"] = ["step", "agent", "factor"]
+    if policies is not None:
+        pol_data["policies"] = _np(policies)
+        pol_dims["policies"] = ["policy", "horizon", "factor"]
+    if pol_data:
+        groups["policies"] = _group(
+            "policies", pol_data, pol_dims, {"step": steps, "term": list(EFE_TERMS)}, sampled=False
+        )
+    obs = np.stack(
+        [
+            np.stack([_np(o) if o.dim() == 1 else _np(o.argmax(-1)) for o in step.obs], -1)
+            for step in history
+        ]
+    )
+    groups["observed_data"] = _group(
+        "observed_data",
+        {"obs": obs},
+        {"obs": ["step", "agent", "modality"]},
+        {"step": steps},
+        sampled=False,
+    )
+    return _tree(groups, {"name": name})
+
+
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
@@ -368,6 +514,7 @@ def plot_vfe_trace(
     traces: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
     path: Path | str,
     reference: float | None = None,
+    converged: Sequence[bool] | Tensor | None = None,
 ) -> Path:
     """Plot VFE against optimisation step and save the figure.
 
@@ -378,11 +525,23 @@ def plot_vfe_trace(
         Output file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
     reference : float, optional
         A horizontal line, e.g. ``-log p(o)`` (the VFE minimum when the guide can be exact).
+    converged : sequence of bool or Tensor of bool, optional
+        One flag per trace (e.g. ``FilterBeliefsResult.converged``). A trace that stopped at its
+        budget without converging is drawn dashed, ends in a cross and says so in the legend
+        and title.
 
     Returns
     -------
     pathlib.Path
     """
+    return _save(_vfe_trace_figure(traces, reference, converged), path)
+
+
+def _vfe_trace_figure(
+    traces: Tensor | Sequence[Tensor] | Mapping[str, Tensor],
+    reference: float | None,
+    converged: Sequence[bool] | Tensor | None,
+) -> Any:
     items: list[tuple[str, Any]]
     if isinstance(traces, Mapping):
         items = list(traces.items())
@@ -390,21 +549,41 @@ def plot_vfe_trace(
         items = [("vfe", traces)]
     else:
         items = [(f"step {i}", t) for i, t in enumerate(traces)]
+    flags = (
+        [True] * len(items) if converged is None else [bool(c) for c in _np(converged).reshape(-1)]
+    )
+    if len(flags) != len(items):
+        raise ValueError(
+            f"plot_vfe_trace: converged has {len(flags)} flags for {len(items)} traces; expected "
+            "one per trace"
+        )
     fig = _figure()
     ax = fig.add_subplot()
-    for label, trace in items:
-        ax.plot(np.arange(len(_np(trace))), _np(trace), label=str(label), lw=1)
+    for (label, trace), ok in zip(items, flags, strict=True):
+        values = _np(trace)
+        steps = np.arange(len(values))
+        if ok:
+            ax.plot(steps, values, label=str(label), lw=1)
+        else:
+            (line,) = ax.plot(steps, values, label=f"{label} (NOT converged)", lw=1, ls="--")
+            ax.plot(steps[-1:], values[-1:], "x", color=line.get_color(), ms=8, mew=2)
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=1, label="-log p(o)")
     ax.set_xlabel("optimisation step")
     ax.set_ylabel("variational free energy (nats)")
+    failed = [str(label) for (label, _), ok in zip(items, flags, strict=True) if not ok]
+    if failed:
+        ax.set_title(f"not converged: {', '.join(failed)}", color="tab:red", fontsize="small")
     if len(items) <= 10:
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
 def plot_vfe_decomposition(decomposition: xr.Dataset | VFEResult, path: Path | str) -> Path:
     """Plot VFE, accuracy and complexity per step (or one bar group) and save the figure.
+
+    Steps whose belief update did not converge (``converged`` of :func:`vfe_decomposition`)
+    are hatched and named in the title: their numbers are those of an unfinished fit.
 
     Parameters
     ----------
@@ -415,29 +594,95 @@ def plot_vfe_decomposition(decomposition: xr.Dataset | VFEResult, path: Path | s
     -------
     pathlib.Path
     """
+    return _save(_vfe_decomposition_figure(decomposition), path)
+
+
+def _vfe_decomposition_figure(decomposition: xr.Dataset | VFEResult) -> Any:
+    converged: np.ndarray | None = None
     if isinstance(decomposition, VFEResult):
         values = np.asarray([[float(x) for x in decomposition]])
     else:
         values = np.asarray(decomposition["vfe_terms"].values).reshape(-1, len(VFE_TERMS))
+        if "converged" in decomposition:
+            converged = np.asarray(decomposition["converged"].values).astype(bool).reshape(-1)
     steps = np.arange(values.shape[0])
     fig = _figure()
     ax = fig.add_subplot()
     width = 0.27
     for i, term in enumerate(VFE_TERMS):
-        ax.bar(steps + (i - 1) * width, values[:, i], width, label=term)
+        bars = ax.bar(steps + (i - 1) * width, values[:, i], width, label=term)
+        if converged is not None:
+            for bar, ok in zip(bars, converged, strict=True):
+                if not ok:
+                    bar.set_hatch("//")
     ax.axhline(0.0, color="k", lw=0.5)
     ax.set_xlabel("time step")
     ax.set_ylabel("nats")
     ax.set_xticks(steps)
-    ax.set_title("F = complexity - accuracy")
+    title = "F = complexity - accuracy"
+    if converged is not None and not converged.all():
+        bad = ", ".join(str(int(t)) for t in steps[~converged])
+        title += f"\nhatched: not converged (step {bad})"
+    ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
+
+
+def policy_labels(
+    policies: Tensor | np.ndarray,
+    action_names: Sequence[Sequence[str]] | None = None,
+) -> list[str]:
+    """Readable names of policies: their actions, step by step.
+
+    Parameters
+    ----------
+    policies : Tensor or array of int, shape (n_policies, policy_len, F)
+    action_names : sequence of sequence of str, optional
+        ``action_names[f][u]`` names control ``u`` of factor ``f``; factors with one control
+        are left out of the label.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"offload>keep"`` for a two-step, one-factor policy; factors of one step are
+        joined by ``","``, steps by ``">"``.
+    """
+    pol = np.asarray(_np(policies)).astype(int)
+    if pol.ndim != 3:
+        raise ValueError(
+            f"policy_labels: policies have shape {pol.shape}; expected (n_policies, policy_len, F)"
+        )
+    n_controls = pol.max(axis=(0, 1)) + 1
+    shown = [f for f in range(pol.shape[2]) if n_controls[f] > 1] or [0]
+    if action_names is not None and len(action_names) != pol.shape[2]:
+        raise ValueError(
+            f"policy_labels: action_names has {len(action_names)} entries; expected "
+            f"{pol.shape[2]} (one list of names per factor)"
+        )
+
+    def name(f: int, u: int) -> str:
+        if action_names is None:
+            return f"u{f}={u}" if len(shown) > 1 else str(u)
+        return str(action_names[f][u])
+
+    return [
+        ">".join(",".join(name(f, int(row[t, f])) for f in shown) for t in range(pol.shape[1]))
+        for row in pol
+    ]
 
 
 def plot_efe_decomposition(
-    decomposition: xr.Dataset | EFEResult, path: Path | str, max_policies: int = 32
+    decomposition: xr.Dataset | EFEResult,
+    path: Path | str,
+    max_policies: int = 32,
+    *,
+    action_names: Sequence[Sequence[str]] | None = None,
+    show_q_pi: bool = True,
 ) -> Path:
     """Plot each policy's EFE parts (both decompositions) with the EFE marked, and save it.
+
+    Policies are named by their actions when the decomposition holds them (``policies`` of
+    :func:`efe_decomposition`), and ``q(pi)`` is drawn on a second axis when it holds that.
 
     Parameters
     ----------
@@ -445,18 +690,31 @@ def plot_efe_decomposition(
     path : path-like
     max_policies : int, default 32
         Show only the best (lowest-EFE) policies beyond this many.
+    action_names : sequence of sequence of str, optional
+        Names of the controls of each factor, for the policy labels (see :func:`policy_labels`).
+    show_q_pi : bool, default True
+        Draw the policy posterior when the decomposition has ``q_pi``.
 
     Returns
     -------
     pathlib.Path
     """
+    return _save(_efe_figure(decomposition, max_policies, action_names, show_q_pi), path)
+
+
+def _efe_figure(
+    decomposition: xr.Dataset | EFEResult,
+    max_policies: int,
+    action_names: Sequence[Sequence[str]] | None,
+    show_q_pi: bool,
+) -> Any:
     ds = (
         decomposition if isinstance(decomposition, xr.Dataset) else efe_decomposition(decomposition)
     )
     terms = ds["efe_terms"]
     efe = terms.sel(term="efe").values
-    order = np.argsort(efe)[:max_policies]
-    fig = _figure(max(6.0, 0.35 * len(order) + 2), 4.0)
+    order = np.argsort(efe, kind="stable")[:max_policies]
+    fig = _figure(max(6.0, 0.45 * len(order) + 2), 4.2)
     ax = fig.add_subplot()
     x = np.arange(len(order))
     # Both decompositions side by side: risk + ambiguity = -pragmatic - info gain (- novelty).
@@ -475,8 +733,29 @@ def plot_efe_decomposition(
         ax.bar(x + offset, sign * terms.sel(term=key).values[order], width, label=label)
     ax.axhline(0.0, color="k", lw=0.5)
     ax.plot(x, efe[order], "k_", ms=14, mew=2, label="efe")
-    ax.set_xticks(x, [str(int(i)) for i in ds["policy"].values[order]], fontsize="small")
-    ax.set_xlabel("policy (sorted by EFE)")
+    if "policies" in ds:
+        labels = policy_labels(ds["policies"].values, action_names)
+        ticks = [labels[int(i)] for i in order]
+        xlabel = "policy (its actions; sorted by EFE)"
+    else:
+        ticks = [str(int(i)) for i in ds["policy"].values[order]]
+        xlabel = "policy index (sorted by EFE)"
+    ax.set_xticks(
+        x,
+        ticks,
+        fontsize="small",
+        rotation=45 if len(order) > 6 else 0,
+        ha="right" if len(order) > 6 else "center",
+    )
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("nats")
-    ax.legend(fontsize="small")
-    return _save(fig, path)
+    handles, names = ax.get_legend_handles_labels()
+    if show_q_pi and "q_pi" in ds:
+        ax2 = ax.twinx()
+        (dots,) = ax2.plot(x, ds["q_pi"].values[order], "o", color="tab:gray", label="q(pi)")
+        ax2.set_ylim(0.0, 1.05)
+        ax2.set_ylabel("q(pi)")
+        handles.append(dots)
+        names.append("q(pi)")
+    fig.legend(handles, names, fontsize="small", loc="outside right upper")
+    return fig

@@ -27,6 +27,7 @@ from aif.maths import (
 
 __all__ = [
     "CategoricalVFE",
+    "action_steps",
     "ExactStateInference",
     "FilterResult",
     "ObsLike",
@@ -38,8 +39,15 @@ __all__ = [
     "log_likelihood",
     "log_likelihood_per_modality",
     "observation_vectors",
-    "predict_states",
     "filter_states",
+    "is_batched_model",
+    "joint_from_marginals",
+    "log_likelihood_batch",
+    "marginals_from_joint",
+    "observation_batch",
+    "predict_states",
+    "predict_states_batch",
+    "select_transitions",
     "vfe_categorical",
 ]
 
@@ -127,20 +135,86 @@ def _num_states(A: Sequence[Tensor]) -> tuple[int, ...]:
     return shape
 
 
+def _index_or_vector(o: object, m: int, n: int) -> int | Tensor:
+    """Validate one modality's observation: an outcome index (int) or a probability vector."""
+    if type(o) is int:  # the common case, without building a tensor
+        if not 0 <= o < n:
+            raise ValueError(f"obs[{m}] = {o}; expected an outcome index in 0..{n - 1}")
+        return o
+    if isinstance(o, bool) or (isinstance(o, Tensor) and o.dtype == torch.bool):
+        raise ValueError(f"obs[{m}] = {o!r} is a bool; expected an outcome index in 0..{n - 1}")
+    if isinstance(o, float):
+        raise ValueError(
+            f"obs[{m}] = {o!r} is a float; expected an integer outcome index in 0..{n - 1} "
+            f"or a probability vector of shape ({n},)"
+        )
+    t = torch.as_tensor(o)
+    if t.dim() == 0 or (t.dim() == 1 and t.numel() == 1 and (n != 1 or not t.is_floating_point())):
+        if t.is_floating_point() or t.is_complex():
+            raise ValueError(
+                f"obs[{m}] = {t.reshape(-1).tolist()[0]!r} is a {t.dtype} scalar of shape "
+                f"{tuple(t.shape)}; expected an integer outcome index in 0..{n - 1} (categorical "
+                "outcomes are never rounded) or a probability vector of shape "
+                f"({n},)"
+            )
+        idx = int(t.reshape(()).item())
+        if not 0 <= idx < n:
+            raise ValueError(f"obs[{m}] = {idx}; expected an outcome index in 0..{n - 1}")
+        return idx
+    if t.dim() == 1 and t.shape[0] == n:
+        if not t.is_floating_point():
+            raise ValueError(
+                f"obs[{m}] is an integer vector of shape {tuple(t.shape)}; expected an outcome "
+                f"index or a floating-point probability vector of shape ({n},)"
+            )
+        _check_probability_rows(t, f"obs[{m}]")
+        return t
+    raise ValueError(
+        f"obs[{m}] has shape {tuple(t.shape)}; expected an outcome index or a probability "
+        f"vector of shape ({n},)"
+    )
+
+
+def _check_probability_rows(t: Tensor, name: str) -> None:
+    """Raise unless every row (last axis) of ``t`` is a probability vector."""
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} has negative or non-finite entries; expected "
+            "probabilities"
+        )
+    err = float((t.sum(-1) - 1).abs().max()) if t.numel() else 0.0
+    if err > _PROB_TOL:
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} does not sum to one over its last axis (max "
+            f"deviation {err:.3g}); expected a probability vector"
+        )
+
+
+#: Tolerance on "sums to one" checks of probability-vector observations.
+_PROB_TOL = 1e-5
+
+
 def observation_vectors(obs: ObsLike, num_obs: Sequence[int], dtype: torch.dtype) -> list[Tensor]:
     """Turn one observation per modality into probability vectors (one-hot for indices).
 
     Parameters
     ----------
     obs : sequence of int or Tensor, length M
-        ``obs[m]`` is an outcome index (int or 0-d integer tensor) or a probability vector of
-        shape ``(num_obs[m],)``.
+        ``obs[m]`` is an outcome index (``int`` or a 0-d integer tensor) or a probability vector
+        of shape ``(num_obs[m],)``. Floats are refused rather than rounded: ``1.9`` or
+        ``tensor(1.0)`` is an error, not outcome 1.
     num_obs : sequence of int, length M
     dtype : torch.dtype
 
     Returns
     -------
     list of Tensor, each shape (num_obs[m],)
+
+    Raises
+    ------
+    ValueError
+        When an entry is a float or bool scalar, an index out of range, or a vector that is
+        not a probability vector of the modality's size.
     """
     if len(obs) != len(num_obs):
         raise ValueError(
@@ -148,19 +222,82 @@ def observation_vectors(obs: ObsLike, num_obs: Sequence[int], dtype: torch.dtype
         )
     out = []
     for m, (o, n) in enumerate(zip(obs, num_obs, strict=True)):
-        t = torch.as_tensor(o)
-        if t.dim() == 0 or (t.dim() == 1 and t.numel() == 1 and not t.is_floating_point()):
-            idx = int(t.reshape(()).item())
-            if not 0 <= idx < n:
-                raise ValueError(f"obs[{m}] = {idx}; expected an outcome index in 0..{n - 1}")
-            out.append(torch.nn.functional.one_hot(torch.tensor(idx), n).to(dtype))
-        elif t.dim() == 1 and t.shape[0] == n:
-            out.append(t.to(dtype))
+        value = _index_or_vector(o, m, int(n))
+        if isinstance(value, int):
+            out.append(torch.nn.functional.one_hot(torch.tensor(value), n).to(dtype))
         else:
+            out.append(value.to(dtype))
+    return out
+
+
+def observation_batch(
+    obs: Tensor | Sequence[Tensor],
+    num_obs: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Validate a batch of observations: one row of outcomes per batch element.
+
+    Parameters
+    ----------
+    obs : Tensor of int, shape (batch, M), or sequence of length M
+        Outcome indices of every modality, or per modality either a ``(batch,)`` integer tensor
+        of indices or a ``(batch, num_obs[m])`` floating tensor of probability vectors.
+    num_obs : sequence of int, length M
+    dtype : torch.dtype
+        Precision of probability-vector observations.
+    device : torch.device or str, optional
+        Where the result lives; default that of ``obs``.
+
+    Returns
+    -------
+    list of Tensor
+        Per modality, ``(batch,)`` int64 indices or ``(batch, num_obs[m])`` probabilities.
+    """
+    M = len(num_obs)
+    if isinstance(obs, Tensor):
+        if obs.dim() != 2 or obs.shape[1] != M or obs.is_floating_point():
             raise ValueError(
-                f"obs[{m}] has shape {tuple(t.shape)}; expected an outcome index or a probability "
-                f"vector of shape ({n},)"
+                f"obs has shape {tuple(obs.shape)} and dtype {obs.dtype}; expected an integer "
+                f"tensor of shape (batch, {M}) (one outcome index per modality)"
             )
+        columns: list[Tensor] = list(obs.unbind(1))
+    else:
+        if len(obs) != M:
+            raise ValueError(
+                f"obs has {len(obs)} entries; expected one per modality ({M} modalities)"
+            )
+        columns = [torch.as_tensor(o) for o in obs]
+    out: list[Tensor] = []
+    batch: int | None = None
+    for m, (col, n) in enumerate(zip(columns, num_obs, strict=True)):
+        if col.is_floating_point():
+            if col.dim() != 2 or col.shape[1] != n:
+                raise ValueError(
+                    f"obs[{m}] is a {col.dtype} tensor of shape {tuple(col.shape)}; expected "
+                    f"(batch, {n}) probability vectors or (batch,) integer outcome indices "
+                    "(categorical outcomes are never rounded)"
+                )
+            _check_probability_rows(col, f"obs[{m}]")
+            col = col.to(dtype=dtype, device=device)
+        else:
+            if col.dim() != 1 or col.dtype == torch.bool:
+                raise ValueError(
+                    f"obs[{m}] has shape {tuple(col.shape)} and dtype {col.dtype}; expected "
+                    "(batch,) integer outcome indices"
+                )
+            if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n):
+                bad = int(col.min()) if int(col.min()) < 0 else int(col.max())
+                raise ValueError(f"obs[{m}] holds outcome {bad}; expected indices in 0..{n - 1}")
+            col = col.to(dtype=torch.long, device=device)
+        if batch is None:
+            batch = int(col.shape[0])
+        elif int(col.shape[0]) != batch:
+            raise ValueError(
+                f"obs[{m}] has {col.shape[0]} rows but obs[0] has {batch}; expected one row per "
+                "batch element in every modality"
+            )
+        out.append(col)
     return out
 
 
@@ -181,8 +318,19 @@ def log_likelihood_per_modality(A: Sequence[Tensor], obs: ObsLike) -> list[Tenso
     list of Tensor, each shape (n_s[0], ..., n_s[F-1])
     """
     _num_states(A)
-    vectors = observation_vectors(obs, [a.shape[0] for a in A], A[0].dtype)
-    return [torch.tensordot(o, stable_log(A_m), dims=1) for o, A_m in zip(vectors, A, strict=True)]
+    if len(obs) != len(A):
+        raise ValueError(
+            f"obs has {len(obs)} entries; expected one per modality ({len(A)} modalities)"
+        )
+    out = []
+    for m, (o, A_m) in enumerate(zip(obs, A, strict=True)):
+        value = _index_or_vector(o, m, int(A_m.shape[0]))
+        log_A = stable_log(A_m)
+        if isinstance(value, int):
+            out.append(log_A[value])  # the row of the observed outcome
+        else:
+            out.append(torch.tensordot(value.to(log_A), log_A, dims=1))
+    return out
 
 
 def log_likelihood(A: Sequence[Tensor], obs: ObsLike) -> Tensor:
@@ -225,18 +373,32 @@ def infer_states_exact(
 ) -> StatePosterior:
     """Exact Bayes over the joint hidden state: ``q(s) = p(o | s) p(s) / p(o)``.
 
+    With a batch (``prior[f]`` of shape (batch, n_s[f])) every batch element is updated at once,
+    each with its own observation and, when ``A[m]`` has a leading batch axis, its own model.
+
     Parameters
     ----------
     A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
+        Or (batch, n_o[m], n_s[0], ..., n_s[F-1]) with a batched prior.
     obs : sequence of int or Tensor, length M
-    prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],)
+        One observation per modality; with a batch, anything :func:`observation_batch`
+        accepts (e.g. an integer tensor of shape (batch, M)).
+    prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],) or (batch, n_s[f])
         Independent prior marginals (``D`` or an empirical prior).
 
     Returns
     -------
     StatePosterior
-        Marginals, the joint posterior and ``log p(o)``.
+        Marginals, the joint posterior and ``log p(o)`` (each with the leading batch axis of a
+        batched call).
     """
+    if _is_batch_call(prior):
+        cols = observation_batch(
+            obs,  # type: ignore[arg-type]
+            [int(a.shape[-len(prior) - 1]) for a in A],
+            A[0].dtype,
+        )
+        return _infer_exact_batch(A, cols, prior)
     ns = _num_states(A)
     _check_prior(prior, ns)
     log_joint = log_likelihood(A, obs) + _log_prior_joint(prior)
@@ -270,27 +432,42 @@ def infer_states_fpi(
     Parameters
     ----------
     A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
+        Or (batch, n_o[m], ...) with a batched prior.
     obs : sequence of int or Tensor, length M
-    prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],)
+        With a batch, anything :func:`observation_batch` accepts.
+    prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],) or (batch, n_s[f])
     num_iter : int, default 16
         Number of sweeps (pymdp 1.x default 16; pymdp.legacy default 10).
     tol : float, optional
         Stop early once the VFE changes by less than ``tol`` between sweeps (pymdp.legacy's
-        ``dF_tol``, default there 0.001). ``None`` runs all ``num_iter`` sweeps.
+        ``dF_tol``, default there 0.001). ``None`` runs all ``num_iter`` sweeps. Not available
+        with a batch (every element runs ``num_iter`` sweeps, as in pymdp 1.x).
 
     Returns
     -------
-    list of Tensor, each shape (n_s[f],)
+    list of Tensor, each shape (n_s[f],) (or (batch, n_s[f]))
     """
     if num_iter < 1:
         raise ValueError(f"infer_states_fpi: num_iter={num_iter}; expected >= 1")
+    if _is_batch_call(prior):
+        if tol is not None:
+            raise ValueError(
+                f"infer_states_fpi: tol={tol} with a batched prior; expected tol=None (a batch "
+                "runs num_iter sweeps)"
+            )
+        cols = observation_batch(
+            obs,  # type: ignore[arg-type]
+            [int(a.shape[-len(prior) - 1]) for a in A],
+            A[0].dtype,
+        )
+        return _infer_fpi_batch(A, cols, prior, num_iter)
     ns = _num_states(A)
     _check_prior(prior, ns)
     ll = log_likelihood(A, obs)
     log_prior = [stable_log(p) for p in prior]
     if len(ns) == 1:
         return [softmax(ll + log_prior[0])]
-    qs = [torch.full((n,), 1.0 / n, dtype=ll.dtype) for n in ns]
+    qs = [torch.full((n,), 1.0 / n, dtype=ll.dtype, device=ll.device) for n in ns]
     prev_vfe: Tensor | None = None
     for _ in range(num_iter):
         # Parallel (Jacobi) sweep: every factor reads the previous iterate of the others.
@@ -338,6 +515,183 @@ def infer_states(
     if method == "fpi":
         return StatePosterior(infer_states_fpi(A, obs, prior, num_iter, tol), None, None)
     raise ValueError(f"infer_states: method={method!r}; expected 'exact' or 'fpi'")
+
+
+# --------------------------------------------------------------------------------------------
+# Batches: a leading batch axis on beliefs, observations and (optionally) the model
+# --------------------------------------------------------------------------------------------
+
+
+def is_batched_model(A: Sequence[Tensor], num_factors: int) -> bool:
+    """Whether the likelihoods carry a leading batch axis (one model per batch element).
+
+    Parameters
+    ----------
+    A : sequence of Tensor
+        ``A[m]`` of shape (n_o[m], n_s[0], ..., n_s[F-1]) or (batch, n_o[m], n_s[0], ...).
+    num_factors : int
+        F, the number of hidden-state factors.
+
+    Returns
+    -------
+    bool
+    """
+    dims = {int(a.dim()) for a in A}
+    if dims == {num_factors + 1}:
+        return False
+    if dims == {num_factors + 2}:
+        return True
+    raise ValueError(
+        f"A has tensors of shapes {[tuple(a.shape) for a in A]}; expected every A[m] to have "
+        f"{num_factors + 1} axes (n_o, one per factor) or {num_factors + 2} (batch first)"
+    )
+
+
+def _check_batch_prior(prior: Sequence[Tensor], A: Sequence[Tensor]) -> tuple[int, tuple[int, ...]]:
+    """Batch size and factor sizes of a batched prior, checked against ``A``."""
+    if len(prior) == 0 or any(p.dim() != 2 for p in prior):
+        raise ValueError(
+            f"prior has shapes {[tuple(p.shape) for p in prior]}; expected one (batch, n_s[f]) "
+            "tensor per factor"
+        )
+    batch = int(prior[0].shape[0])
+    ns = tuple(int(p.shape[1]) for p in prior)
+    for f, p in enumerate(prior):
+        if int(p.shape[0]) != batch:
+            raise ValueError(
+                f"prior[{f}] has shape {tuple(p.shape)}; expected ({batch}, {ns[f]}) like prior[0]"
+            )
+    batched = is_batched_model(A, len(ns))
+    for m, A_m in enumerate(A):
+        tail = tuple(A_m.shape[-len(ns) :])
+        if tail != ns or (batched and int(A_m.shape[0]) != batch):
+            lead = f"{batch}, " if batched else ""
+            raise ValueError(
+                f"A[{m}] has shape {tuple(A_m.shape)}; expected ({lead}n_o, "
+                f"{', '.join(map(str, ns))}) to match the batched prior"
+            )
+    return batch, ns
+
+
+def log_likelihood_batch(A: Sequence[Tensor], obs: Sequence[Tensor], num_factors: int) -> Tensor:
+    """Joint log-likelihood ``sum_m log p(o_m | s)`` of a batch of observations.
+
+    Parameters
+    ----------
+    A : sequence of Tensor
+        ``A[m]`` of shape (n_o[m], *n_s) shared by the batch, or (batch, n_o[m], *n_s).
+    obs : sequence of Tensor, length M
+        From :func:`observation_batch`: ``(batch,)`` indices or ``(batch, n_o[m])``
+        probability vectors per modality.
+    num_factors : int
+
+    Returns
+    -------
+    Tensor, shape (batch, n_s[0], ..., n_s[F-1])
+    """
+    batched = is_batched_model(A, num_factors)
+    out: Tensor | None = None
+    for A_m, o in zip(A, obs, strict=True):
+        log_A = stable_log(A_m)
+        if o.is_floating_point():
+            o = o.to(log_A.dtype)
+            if batched:
+                ll = (o.reshape(*o.shape, *([1] * num_factors)) * log_A).sum(1)
+            else:
+                ll = torch.tensordot(o, log_A, dims=1)
+        elif batched:
+            ll = log_A[torch.arange(log_A.shape[0], device=log_A.device), o]
+        else:
+            ll = log_A[o]
+        out = ll if out is None else out + ll
+    assert out is not None
+    return out
+
+
+def _factor_view(q: Tensor, f: int, num_factors: int) -> Tensor:
+    """``q`` of shape (batch, n_f) reshaped to broadcast along axis ``1 + f`` of a joint tensor."""
+    shape = [q.shape[0]] + [1] * num_factors
+    shape[1 + f] = q.shape[1]
+    return q.reshape(shape)
+
+
+def joint_from_marginals(qs: Sequence[Tensor]) -> Tensor:
+    """Joint of independent factors for a batch: ``q(s) = prod_f q_f(s_f)``.
+
+    Parameters
+    ----------
+    qs : sequence of Tensor, each shape (batch, n_s[f])
+
+    Returns
+    -------
+    Tensor, shape (batch, n_s[0], ..., n_s[F-1])
+    """
+    F = len(qs)
+    out = _factor_view(qs[0], 0, F)
+    for f in range(1, F):
+        out = out * _factor_view(qs[f], f, F)
+    return out
+
+
+def marginals_from_joint(joint: Tensor) -> list[Tensor]:
+    """Factor marginals of a batch of joint beliefs.
+
+    Parameters
+    ----------
+    joint : Tensor, shape (batch, n_s[0], ..., n_s[F-1])
+
+    Returns
+    -------
+    list of Tensor, each shape (batch, n_s[f])
+    """
+    F = joint.dim() - 1
+    return [
+        joint.sum(dim=[1 + g for g in range(F) if g != f]) if F > 1 else joint for f in range(F)
+    ]
+
+
+def _contract_except(ll: Tensor, qs: Sequence[Tensor], f: int) -> Tensor:
+    """``E_{q_{-f}}[ll]`` for a batch: ``ll`` (batch, *n_s) -> (batch, n_s[f])."""
+    F = len(qs)
+    out = ll
+    for g in reversed(range(F)):
+        if g != f:
+            # Axes left: batch, factors 0..g, and f when f > g (later factors are summed out).
+            n_axes = g + 1 + (1 if f > g else 0)
+            out = (out * _factor_view(qs[g], g, n_axes)).sum(1 + g)
+    return out
+
+
+def _infer_exact_batch(
+    A: Sequence[Tensor], obs: Sequence[Tensor], prior: Sequence[Tensor]
+) -> StatePosterior:
+    _, ns = _check_batch_prior(prior, A)
+    F = len(ns)
+    log_joint = log_likelihood_batch(A, obs, F)
+    for f, p in enumerate(prior):
+        log_joint = log_joint + _factor_view(stable_log(p.to(log_joint.dtype)), f, F)
+    flat = log_joint.reshape(log_joint.shape[0], -1)
+    log_evidence = torch.logsumexp(flat, 1)
+    joint = torch.exp(flat - log_evidence[:, None]).reshape(log_joint.shape)
+    return StatePosterior(marginals_from_joint(joint), joint, log_evidence)
+
+
+def _infer_fpi_batch(
+    A: Sequence[Tensor], obs: Sequence[Tensor], prior: Sequence[Tensor], num_iter: int
+) -> list[Tensor]:
+    batch, ns = _check_batch_prior(prior, A)
+    ll = log_likelihood_batch(A, obs, len(ns))
+    log_prior = [stable_log(p.to(ll.dtype)) for p in prior]
+    if len(ns) == 1:
+        return [softmax(ll + log_prior[0], dim=-1)]
+    qs = [torch.full((batch, n), 1.0 / n, dtype=ll.dtype, device=ll.device) for n in ns]
+    for _ in range(num_iter):
+        qs = [softmax(_contract_except(ll, qs, f) + log_prior[f], dim=-1) for f in range(len(ns))]
+    return qs
+
+
+def _is_batch_call(prior: Sequence[Tensor]) -> bool:
+    return len(prior) > 0 and isinstance(prior[0], Tensor) and prior[0].dim() == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,17 +767,22 @@ def predict_states(
 ) -> list[Tensor]:
     """Push beliefs one step through the transitions: ``q'(s'_f) = sum_s B[f][s', s, u_f] q(s_f)``.
 
+    With a batch, ``qs[f]`` has shape (batch, n_s[f]), ``action`` shape (batch, F) and ``B[f]``
+    is shared or has a leading batch axis.
+
     Parameters
     ----------
-    qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],)
-    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f])
-    action : sequence of int or Tensor, shape (F,)
+    qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],) or (batch, n_s[f])
+    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f]) or (batch, ...)
+    action : sequence of int or Tensor, shape (F,) or (batch, F)
         Control index per factor.
 
     Returns
     -------
-    list of Tensor, each shape (n_s[f],)
+    list of Tensor, each shape (n_s[f],) or (batch, n_s[f])
     """
+    if _is_batch_call(qs):
+        return predict_states_batch(qs, B, torch.as_tensor(action))
     act = torch.as_tensor(action).reshape(-1)
     if act.shape[0] != len(B) or len(qs) != len(B):
         raise ValueError(
@@ -431,6 +790,57 @@ def predict_states(
             f"expected ({len(B)},) and {len(B)} (one per factor of B)"
         )
     return [B_f[:, :, int(u)] @ q for B_f, q, u in zip(B, qs, act.tolist(), strict=True)]
+
+
+def predict_states_batch(
+    qs: Sequence[Tensor], B: Sequence[Tensor], action: Tensor | Sequence[Sequence[int]]
+) -> list[Tensor]:
+    """Batched :func:`predict_states`: ``q'_b(s'_f) = sum_s B[f][(b,) s', s, u_bf] q_b(s_f)``.
+
+    Parameters
+    ----------
+    qs : sequence of Tensor, ``qs[f]`` shape (batch, n_s[f])
+    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f]) or (batch, n_s[f], n_s[f], n_u[f])
+    action : Tensor of int, shape (batch, F)
+
+    Returns
+    -------
+    list of Tensor, each shape (batch, n_s[f])
+    """
+    batch = int(qs[0].shape[0])
+    act = torch.as_tensor(action, device=qs[0].device)
+    if act.dim() != 2 or tuple(act.shape) != (batch, len(B)) or len(qs) != len(B):
+        raise ValueError(
+            f"predict_states: action has shape {tuple(act.shape)} and qs has {len(qs)} factors; "
+            f"expected ({batch}, {len(B)}) and {len(B)} (one control per factor and batch element)"
+        )
+    act = act.long()
+    out = []
+    for f, (B_f, q) in enumerate(zip(B, qs, strict=True)):
+        B_sel = select_transitions(B_f, act[:, f])
+        out.append(torch.bmm(B_sel, q.to(B_sel.dtype).unsqueeze(-1)).squeeze(-1))
+    return out
+
+
+def select_transitions(B_f: Tensor, action_f: Tensor) -> Tensor:
+    """Each batch element's transition matrix under its own control.
+
+    Parameters
+    ----------
+    B_f : Tensor
+        ``B[f]`` of shape (n_s, n_s, n_u) shared by the batch, or (batch, n_s, n_s, n_u).
+    action_f : Tensor of int, shape (batch,)
+        Control of factor ``f`` per batch element.
+
+    Returns
+    -------
+    Tensor, shape (batch, n_s, n_s)
+        ``B[f][(b,) :, :, action_f[b]]``: next state first, as in ``B``.
+    """
+    if B_f.dim() == 4:
+        rows = torch.arange(B_f.shape[0], device=B_f.device)
+        return B_f[rows, :, :, action_f]
+    return B_f.permute(2, 0, 1)[action_f]
 
 
 def _predict_joint(joint: Tensor, B: Sequence[Tensor], action: Sequence[int]) -> Tensor:
@@ -446,17 +856,57 @@ def _action_rows(
 ) -> list[list[int]]:
     if T <= 1:
         return []
+    act = action_steps(actions, T, F, name="filter_states")
+    return [[int(u) for u in row] for row in act[:, 0].tolist()]
+
+
+def action_steps(
+    actions: Tensor | Sequence[Sequence[int]] | None,
+    T: int,
+    F: int,
+    batch: int | None = None,
+    device: torch.device | str | None = None,
+    name: str = "actions",
+) -> Tensor:
+    """The controls between ``T`` steps as an int64 tensor of shape (T-1, batch, F), checked.
+
+    Parameters
+    ----------
+    actions : Tensor or nested sequence of int, optional
+        Shape (T-1, F) for one agent (or (T-1,) with one factor), (T-1, batch, F) for a batch;
+        extra rows are ignored; ``None`` only when ``T <= 1``.
+    T, F : int
+        Number of steps and of factors.
+    batch : int, optional
+        Batch size of a batched call; ``None`` for one agent (the result has batch 1).
+    device : torch.device or str, optional
+    name : str
+        Who asks, for the error message.
+
+    Returns
+    -------
+    Tensor of int64, shape (max(T-1, 0), batch or 1, F)
+    """
+    if T <= 1:
+        return torch.zeros(0, batch or 1, F, dtype=torch.long, device=device)
     if actions is None:
-        raise ValueError(f"filter_states: {T} steps need actions of shape ({T - 1}, {F}); got None")
-    act = torch.as_tensor(actions)
-    if act.dim() == 1 and F == 1:
-        act = act.unsqueeze(-1)
-    if act.dim() != 2 or act.shape[1] != F or act.shape[0] < T - 1:
+        raise ValueError(f"{name}: {T} steps need actions of shape ({T - 1}, {F}); got None")
+    act = torch.as_tensor(actions, device=device).long()
+    if batch is None:
+        if act.dim() == 1 and F == 1:
+            act = act.unsqueeze(-1)
+        if act.dim() != 2 or act.shape[1] != F or act.shape[0] < T - 1:
+            raise ValueError(
+                f"{name}: actions have shape {tuple(act.shape)}; expected ({T - 1}, {F}) (one "
+                "control per factor for each transition)"
+            )
+        return act[: T - 1].unsqueeze(1)
+    if act.dim() != 3 or act.shape[1] != batch or act.shape[2] != F or act.shape[0] < T - 1:
         raise ValueError(
-            f"filter_states: actions have shape {tuple(act.shape)}; expected ({T - 1}, {F}) "
-            "(one control per factor for each transition)"
+            f"{name}: actions have shape {tuple(act.shape)}; expected ({T - 1}, {batch}, {F}) "
+            "for a batch"
         )
-    return [[int(u) for u in row] for row in act[: T - 1].tolist()]
+    return act[: T - 1]
 
 
 def filter_states(
@@ -592,16 +1042,28 @@ class ExactStateInference:
       that ``I @ concat_f(log D_f)`` is the log prior of every joint state and
       ``joint @ I`` is every factor's marginal, each in one matrix product.
 
+    :meth:`update` takes one observation (a list of ``int``) or a batch (an integer tensor of
+    shape (batch, M) with priors of shape (batch, n_s[f])); a batch is updated in the same
+    handful of operations as one observation. With ``batched=True`` every batch element has its
+    own likelihood (``A[m]`` of shape (batch, n_o[m], ...)), as a population of agents that
+    learn.
+
     Parameters
     ----------
     A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
-        Likelihoods with entries in ``[0, 1]``; their dtype is the dtype of every result.
+        Likelihoods with entries in ``[0, 1]``; their dtype and device are those of every
+        table and result. With ``batched=True``, shape (batch, n_o[m], n_s[0], ..., n_s[F-1]).
+    batched : bool, default False
+        Whether ``A`` carries a leading batch axis (one model per batch element).
 
     Attributes
     ----------
     num_states : tuple of int, length F
     num_obs : tuple of int, length M
     dtype : torch.dtype
+    device : torch.device
+    batch_size : int or None
+        Number of models when ``batched=True``.
 
     Notes
     -----
@@ -610,13 +1072,31 @@ class ExactStateInference:
     ``log p(o) = log p(o, s) - log q(s)`` can be read off any single state ``s``.
     """
 
-    def __init__(self, A: Sequence[Tensor]) -> None:
-        ns = _num_states(A)
-        dtype = A[0].dtype
-        for m, A_m in enumerate(A):
-            if A_m.dtype != dtype:
+    def __init__(self, A: Sequence[Tensor], batched: bool = False) -> None:
+        if batched:
+            if len(A) == 0 or any(a.dim() < 2 for a in A):
                 raise ValueError(
-                    f"ExactStateInference: A[{m}] has dtype {A_m.dtype}; expected {dtype} like A[0]"
+                    f"ExactStateInference: batched=True but A has shapes "
+                    f"{[tuple(a.shape) for a in A]}; expected (batch, n_o, n_s[0], ...) each"
+                )
+            batch = int(A[0].shape[0])
+            for m, A_m in enumerate(A):
+                if int(A_m.shape[0]) != batch:
+                    raise ValueError(
+                        f"ExactStateInference: A[{m}] has shape {tuple(A_m.shape)}; expected a "
+                        f"leading batch axis of {batch} like A[0]"
+                    )
+            ns = _num_states([a[0] for a in A])
+        else:
+            batch = 0
+            ns = _num_states(A)
+        dtype = A[0].dtype
+        device = A[0].device
+        for m, A_m in enumerate(A):
+            if A_m.dtype != dtype or A_m.device != device:
+                raise ValueError(
+                    f"ExactStateInference: A[{m}] has dtype {A_m.dtype} on {A_m.device}; expected "
+                    f"{dtype} on {device} like A[0]"
                 )
             if bool((A_m < 0).any()) or bool((A_m > 1).any()):
                 raise ValueError(
@@ -625,68 +1105,101 @@ class ExactStateInference:
                     "probabilities"
                 )
         self.num_states: tuple[int, ...] = tuple(int(n) for n in ns)
-        self.num_obs: tuple[int, ...] = tuple(int(A_m.shape[0]) for A_m in A)
+        self.num_obs: tuple[int, ...] = tuple(int(A_m.shape[1 if batched else 0]) for A_m in A)
         self.dtype: torch.dtype = dtype
+        self.device: torch.device = device
+        self.batch_size: int | None = batch if batched else None
         n_joint = 1
         for n in ns:
             n_joint *= int(n)
-        log_A = [stable_log(A_m).reshape(A_m.shape[0], n_joint) for A_m in A]
+        lead = (batch,) if batched else ()
+        log_A = [
+            stable_log(A_m).reshape(*lead, n_o, n_joint)
+            for A_m, n_o in zip(A, self.num_obs, strict=True)
+        ]
         n_table = n_joint
         for n in self.num_obs:
             n_table *= n
         self._table: Tensor | None = None
         self._log_A = log_A
-        if n_table <= _MAX_TABLE_ENTRIES:
-            table = log_A[0].reshape(-1, *([1] * (len(A) - 1)), n_joint)
-            for m in range(1, len(A)):
-                shape = [1] * len(A) + [n_joint]
-                shape[m] = self.num_obs[m]
+        M = len(A)
+        if n_table * max(1, batch) <= _MAX_TABLE_ENTRIES * (1 if not batched else 16):
+            table = log_A[0].reshape(*lead, -1, *([1] * (M - 1)), n_joint)
+            for m in range(1, M):
+                shape = [*lead] + [1] * M + [n_joint]
+                shape[len(lead) + m] = self.num_obs[m]
                 table = table + log_A[m].reshape(shape)
             # Flat rows, addressed by the mixed-radix index of the joint outcome.
-            self._table = table.reshape(-1, n_joint).contiguous()
-        ind = torch.zeros(n_joint, sum(self.num_states), dtype=dtype)
-        grids = torch.meshgrid(*[torch.arange(n) for n in self.num_states], indexing="ij")
+            self._table = table.reshape(*lead, -1, n_joint).contiguous()
+        # Mixed-radix weights of the joint outcome row: row = sum_m o_m * radix[m].
+        radix = [1] * M
+        for m in range(M - 2, -1, -1):
+            radix[m] = radix[m + 1] * self.num_obs[m + 1]
+        self._radix = torch.tensor(radix, dtype=torch.long, device=device)
+        self._rows = torch.arange(max(1, batch), device=device) if batched else None
+        ind = torch.zeros(n_joint, sum(self.num_states), dtype=dtype, device=device)
+        grids = torch.meshgrid(
+            *[torch.arange(n, device=device) for n in self.num_states], indexing="ij"
+        )
         offset = 0
         for f, n in enumerate(self.num_states):
-            ind[torch.arange(n_joint), offset + grids[f].reshape(-1)] = 1.0
+            ind[torch.arange(n_joint, device=device), offset + grids[f].reshape(-1)] = 1.0
             offset += n
         self._ind = ind
+        self._ind_T = ind.T.contiguous()
         # Row blocks of I^T, one per factor: marginal_f = I_f^T @ joint (one small product per
         # factor is cheaper than one product followed by a split into views).
         self._marginal_maps = [
             block.T.contiguous() for block in ind.split(list(self.num_states), dim=1)
         ]
 
-    def update(self, obs: Sequence[int], prior: Sequence[Tensor]) -> StatePosterior:
+    def update(self, obs: Sequence[int] | Tensor, prior: Sequence[Tensor]) -> StatePosterior:
         """Posterior after one observation: ``q(s) = p(o | s) p(s) / p(o)``.
 
-        No argument is checked: ``obs`` must hold one outcome index per modality (plain
-        ``int``; an index out of range raises ``IndexError`` on the table lookup, a negative
-        one counts from the end as in Python) and ``prior`` one probability vector per factor,
-        in :attr:`dtype`. Use :func:`infer_states_exact` for probability-vector observations
-        or for checked inputs.
+        Only the outcome range is checked: ``obs`` must hold one outcome index per modality
+        (plain ``int``, in ``0..n_o[m]-1``; anything else, including a negative index, raises
+        ``IndexError``) and ``prior`` one probability vector per factor, in :attr:`dtype`. Use
+        :func:`infer_states_exact` for probability-vector observations or fully checked inputs.
 
         Parameters
         ----------
-        obs : sequence of int, length M
-        prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],)
+        obs : sequence of int, length M, or Tensor of int, shape (batch, M)
+            One observation, or one per batch element (then nothing is checked: indices out of
+            range give a wrong row or an indexing error).
+        prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],) or (batch, n_s[f])
             Independent prior marginals (``D`` or an empirical prior).
 
         Returns
         -------
         StatePosterior
-            Marginals ``qs[f]`` of shape (n_s[f],), the joint
-            posterior of shape (n_s[0], ..., n_s[F-1]) and ``log p(o)`` of shape ().
+            Marginals ``qs[f]`` of shape (n_s[f],), the joint posterior of shape
+            (n_s[0], ..., n_s[F-1]) and ``log p(o)`` of shape (); each with a leading batch
+            axis for a batch.
         """
+        if isinstance(obs, Tensor):
+            return self._update_batch(obs, prior)
+        if self.batch_size is not None:
+            raise ValueError(
+                f"ExactStateInference.update: obs={list(obs)} for a batch of "
+                f"{self.batch_size} models; expected an integer tensor of shape "
+                f"({self.batch_size}, {len(self.num_obs)})"
+            )
         if self._table is not None:
             # Mixed-radix row index of the joint outcome (Horner's scheme).
             row = 0
             for o, n in zip(obs, self.num_obs, strict=True):
-                if not 0 <= o < n:
-                    raise IndexError(f"obs = {list(obs)}; expected outcome indices below {n}")
+                if type(o) is not int or not 0 <= o < n:
+                    raise IndexError(
+                        f"obs = {list(obs)}; expected integer outcome indices below {n}"
+                    )
                 row = row * n + o
             ll = self._table[row]
         else:
+            for o, n in zip(obs, self.num_obs, strict=True):
+                if type(o) is not int or not 0 <= o < n:
+                    raise IndexError(
+                        f"obs = {list(obs)}; expected integer outcome indices below {n}"
+                    )
             ll = self._log_A[0][obs[0]]
             for m in range(1, len(self._log_A)):
                 ll = ll + self._log_A[m][obs[m]]
@@ -702,3 +1215,27 @@ class ExactStateInference:
             joint.view(*self.num_states),
             log_evidence,
         )
+
+    def _update_batch(self, obs: Tensor, prior: Sequence[Tensor]) -> StatePosterior:
+        """The batched update: a handful of operations for the whole batch."""
+        if self._table is not None:
+            rows = obs.mv(self._radix) if obs.shape[1] > 1 else obs[:, 0]
+            if self._rows is not None:
+                ll = self._table[self._rows, rows]
+            else:
+                ll = self._table.index_select(0, rows)
+        elif self._rows is not None:
+            ll = self._log_A[0][self._rows, obs[:, 0]]
+            for m in range(1, len(self._log_A)):
+                ll = ll + self._log_A[m][self._rows, obs[:, m]]
+        else:
+            ll = self._log_A[0].index_select(0, obs[:, 0])
+            for m in range(1, len(self._log_A)):
+                ll = ll + self._log_A[m].index_select(0, obs[:, m])
+        log_prior = torch.cat(tuple(prior), dim=1).clamp_min_(EPS).log_()
+        log_joint = torch.addmm(ll, log_prior, self._ind_T)
+        log_post = log_joint.log_softmax(1)
+        joint = log_post.exp()
+        log_evidence = log_joint[:, 0] - log_post[:, 0]
+        marginals = joint.mm(self._ind).split(list(self.num_states), dim=1)
+        return StatePosterior(list(marginals), joint.view(-1, *self.num_states), log_evidence)

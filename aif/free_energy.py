@@ -113,9 +113,19 @@ def _non_enumerable_latents(guide: Model, args: tuple, kwargs: dict) -> list[str
     return bad
 
 
-def _enum_loss(model: Model, guide: Model, mpn: int, args: tuple, kwargs: dict) -> Tensor:
-    """``-ELBO`` by parallel enumeration, differentiable when the guide has parameters."""
-    elbo = TraceEnum_ELBO(max_plate_nesting=mpn)
+def _enum_loss(
+    model: Model, guide: Model, mpn: int, args: tuple, kwargs: dict, num_particles: int = 1
+) -> Tensor:
+    """``-ELBO`` by parallel enumeration, differentiable when the guide has parameters.
+
+    With ``num_particles > 1`` the non-enumerated sites are averaged over that many vectorised
+    draws.
+    """
+    elbo = TraceEnum_ELBO(
+        max_plate_nesting=mpn,
+        num_particles=num_particles,
+        vectorize_particles=num_particles > 1,
+    )
     try:
         return elbo.differentiable_loss(model, guide, *args, **kwargs)
     except ValueError as err:
@@ -130,7 +140,7 @@ def vfe(
     model: Model,
     guide: Model,
     *args: Any,
-    method: Literal["exact", "mc"] = "exact",
+    method: Literal["exact", "mc", "mixed"] = "exact",
     num_particles: int = 1000,
     seed: int | None = 0,
     max_plate_nesting: int | None = None,
@@ -149,13 +159,15 @@ def vfe(
         Pyro programs taking ``*args, **kwargs``. Observations are the model's observed sites.
     *args, **kwargs
         Passed to both programs.
-    method : {"exact", "mc"}, default "exact"
+    method : {"exact", "mc", "mixed"}, default "exact"
         ``"exact"`` enumerates every latent site of the guide in parallel (``TraceEnum_ELBO``);
         all of them must be discrete. Latent model sites absent from the guide must carry
         ``infer={"enumerate": "parallel"}`` and are summed out. ``"mc"`` averages
         ``num_particles`` vectorised samples from the guide (the ``Trace_ELBO`` estimator).
+        ``"mixed"`` enumerates the discrete sites and averages over ``num_particles`` draws of
+        the continuous ones (such as the Dirichlet tables of a learnable model).
     num_particles : int, default 1000
-        Samples for ``method="mc"``.
+        Samples for ``method="mc"`` and ``"mixed"``.
     seed : int or None, default 0
         Seed of the Monte Carlo draws; the caller's RNG state is restored afterwards.
     max_plate_nesting : int, optional
@@ -174,13 +186,18 @@ def vfe(
     ValueError
         For ``method="exact"`` with a continuous latent site in the guide, or an unknown method.
     """
-    if method == "exact":
-        bad = _non_enumerable_latents(guide, args, kwargs)
-        if bad:
-            raise ValueError(
-                f"vfe(method='exact'): the guide has latent sites without enumerable support: "
-                f"{', '.join(bad)}; expected only discrete sites (use method='mc' for these)"
-            )
+    if method in ("exact", "mixed"):
+        if method == "exact":
+            bad = _non_enumerable_latents(guide, args, kwargs)
+            if bad:
+                raise ValueError(
+                    f"vfe(method='exact'): the guide has latent sites without enumerable support: "
+                    f"{', '.join(bad)}; expected only discrete sites (use method='mixed' or "
+                    "'mc' for these)"
+                )
+        elif num_particles < 1:
+            raise ValueError(f"vfe: num_particles={num_particles}; expected >= 1")
+        particles = num_particles if method == "mixed" else 1
         enum_guide = config_enumerate(guide, "parallel")
         with seeded(seed):
             mpn = (
@@ -188,8 +205,13 @@ def vfe(
                 if max_plate_nesting is None
                 else max_plate_nesting
             )
-            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs)
-            complexity = _enum_loss(_MaskObserved()(model), enum_guide, mpn, args, kwargs)
+            # The same draws (if any) for the free energy and its complexity.
+            state = torch.random.get_rng_state()
+            free_energy = _enum_loss(model, enum_guide, mpn, args, kwargs, particles)
+            torch.random.set_rng_state(state)
+            complexity = _enum_loss(
+                _MaskObserved()(model), enum_guide, mpn, args, kwargs, particles
+            )
         result = VFEResult(free_energy, complexity - free_energy, complexity)
         return result if differentiable else VFEResult(*(x.detach() for x in result))
     if method == "mc":
@@ -199,7 +221,7 @@ def vfe(
             acc, comp = _mc_parts(model, guide, args, kwargs, num_particles, max_plate_nesting)
         result = VFEResult(comp.mean() - acc.mean(), acc.mean(), comp.mean())
         return result if differentiable else VFEResult(*(x.detach() for x in result))
-    raise ValueError(f"vfe: method={method!r}; expected 'exact' or 'mc'")
+    raise ValueError(f"vfe: method={method!r}; expected 'exact', 'mc' or 'mixed'")
 
 
 def plate_nesting(*programs: Model, args: tuple = (), kwargs: dict | None = None) -> int:
@@ -421,6 +443,21 @@ def _group_entropy(sites: list[_ObsSite], num_particles: int) -> Tensor:
     return -torch.cat(log_q).mean()
 
 
+def _first_time(
+    nodes: dict[str, Any], obs_sites: SiteSelector, is_obs: Callable[[str], bool]
+) -> int:
+    """Smallest time index ``t`` among the sampled observation sites (0 without a ``{t}`` field)."""
+    if not isinstance(obs_sites, str) or "{t}" not in obs_sites:
+        return 0
+    times = []
+    for name, site in nodes.items():
+        if site["type"] == "sample" and is_obs(name) and not is_preference_site(name):
+            fields = parse_site(name, obs_sites) or {}
+            if "t" in fields:
+                times.append(fields["t"])
+    return min(times) if times else 0
+
+
 def efe_mc_detail(
     model: Model,
     policy: Tensor | None,
@@ -443,7 +480,6 @@ def efe_mc_detail(
     """
     if num_particles < 2:
         raise ValueError(f"efe_mc: num_particles={num_particles}; expected >= 2")
-    pref_fn = None if log_C is None else add_preferences(log_C)._fn
     is_obs = _selector(obs_sites)
     with seeded(seed):
         mpn = (
@@ -459,6 +495,12 @@ def efe_mc_detail(
             trace = poutine.trace(program).get_trace(*args, **kwargs)
     groups: dict[str, list[_ObsSite]] = {}
     nodes: dict[str, Any] = trace.nodes
+    pref_fn = None
+    if log_C is not None:
+        # Column k of a time-indexed C scores the k-th future step: count from the first
+        # observation time the predictive model samples.
+        first = _first_time(nodes, obs_sites, is_obs)
+        pref_fn = add_preferences(log_C, first_step=first)._fn
     for name, site in nodes.items():
         if (
             site["type"] != "sample"
@@ -552,7 +594,9 @@ def efe_mc(
         Passed to ``model``.
     log_C : optional
         Log-preferences in any form :class:`aif.handlers.add_preferences` accepts; ``None``
-        gives zero pragmatic value.
+        gives zero pragmatic value. Column ``k`` of a time-indexed table scores the ``k``-th
+        future step: the first observation time the model samples is step 0 (as in
+        :func:`aif.planning.efe_categorical` and pymdp).
     obs_sites : str, sequence of str or callable, default ``"o_{t}_{m}"``
         Which sample sites are observations (a pattern, names, or a predicate). Only a pattern
         with a ``{t}`` field groups sites into time steps.

@@ -234,6 +234,11 @@ class condition_on_policy(Messenger):
                     f"condition_on_policy: site {msg['name']!r} takes values 0..{upper} but the "
                     f"policy sets {int(value)} (policy shape {tuple(self.policy.shape)})"
                 )
+        # The value lives where the distribution's parameters do (a model on a GPU).
+        params = [vars(fn).get(k) for k in ("probs", "logits")] if fn is not None else []
+        devices = [p.device for p in params if isinstance(p, Tensor)]
+        if devices and value.device != devices[0]:
+            value = value.to(devices[0])
         msg["value"] = value.expand(fn.batch_shape + fn.event_shape) if fn is not None else value
         msg["is_observed"] = True
         # An intervention is not evidence: mask its log-probability out of every free energy.
@@ -286,19 +291,32 @@ class add_preferences(Messenger):
           Use this for continuous observations (e.g. a Gaussian log-density of the preferred value).
     obs_site : str, default ``"o_{t}_{m}"``
         Name pattern of the observation sites when ``log_C`` is a sequence.
+    first_step : int, default 0
+        Time index of the first future outcome. A time-indexed table ``(n_obs_m, T)`` scores
+        site ``o_{t}_{m}`` with column ``t - first_step`` (the last column repeating), so
+        column ``k`` is the ``k``-th future step as in :func:`aif.planning.efe_categorical` and
+        pymdp. A predictive model that starts from current beliefs and samples its first
+        future outcome at ``o_1_*`` (``CategoricalPOMDP.model(observe_initial=False)``) needs
+        ``first_step=1``; :func:`aif.free_energy.efe_mc` sets it from the model's sites.
     """
 
     def __init__(
         self,
         log_C: Sequence[Tensor] | Mapping[str, Tensor | Callable[[Tensor], Tensor]] | PreferenceFn,
         obs_site: str = OBS_SITE,
+        first_step: int = 0,
     ) -> None:
         super().__init__()
+        if int(first_step) != first_step or first_step < 0:
+            raise ValueError(
+                f"add_preferences: first_step={first_step!r}; expected an integer >= 0"
+            )
         self.obs_site = obs_site
-        self._fn = self._normalise(log_C, obs_site)
+        self.first_step = int(first_step)
+        self._fn = self._normalise(log_C, obs_site, self.first_step)
 
     @staticmethod
-    def _normalise(log_C: Any, obs_site: str) -> PreferenceFn:
+    def _normalise(log_C: Any, obs_site: str, first_step: int = 0) -> PreferenceFn:
         if isinstance(log_C, Mapping):
             table = dict(log_C)
 
@@ -334,7 +352,12 @@ class add_preferences(Messenger):
                     f"add_preferences: site {name!r} is modality {m} but log_C has "
                     f"{len(tables)} modalities; expected one table per modality"
                 )
-            return _lookup_preference(tables[m], value, t, name)
+            if t < first_step and tables[m].dim() == 2:
+                raise ValueError(
+                    f"add_preferences: site {name!r} is step {t}, before first_step={first_step}; "
+                    "expected only future outcome sites to be scored by a time-indexed C"
+                )
+            return _lookup_preference(tables[m], value, t - first_step, name)
 
         return from_sequence
 

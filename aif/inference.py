@@ -18,6 +18,7 @@ import torch
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO, config_enumerate
+from pyro.ops.indexing import Vindex
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 
@@ -31,6 +32,7 @@ __all__ = [
     "BeliefResult",
     "ConvergenceWarning",
     "FilterBeliefsResult",
+    "JointCategorical",
     "MeanFieldCategorical",
     "NonFiniteFreeEnergyError",
     "amortised_info_gain",
@@ -86,6 +88,10 @@ class BeliefResult(NamedTuple):
     param_state : dict
         Param-store state holding the fitted parameters of plain (non-module) guides; enter it
         with ``pyro.get_param_store().scope(param_state)`` to run the fitted guide.
+    beliefs : dict of str to Tensor, or None
+        The fitted posterior itself when the guide exposes it (``beliefs()`` of
+        :class:`MeanFieldCategorical` and :class:`JointCategorical`, ``marginals()`` of
+        ``CategoricalGuide``): probabilities of shape (n,) per categorical site.
     """
 
     params: dict[str, Tensor]
@@ -95,6 +101,7 @@ class BeliefResult(NamedTuple):
     converged: bool
     num_steps: int
     param_state: dict
+    beliefs: dict[str, Tensor] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +167,136 @@ class MeanFieldCategorical(nn.Module):
             name: softmax(logits.detach(), dim=-1)
             for name, logits in zip(self.site_names, self.logits, strict=True)
         }
+
+
+class JointCategorical(nn.Module):
+    """Structured categorical guide: joint within a time step, Markov across steps.
+
+    ``q(z_0) prod_t q(z_t | z_{t-1})`` where ``z_t`` holds every site of step ``t``, each
+    factorised by the chain rule, ``q(z_t | z_{t-1}) = prod_i q(s_{t,i} | z_{t-1}, s_{t,<i})``,
+    with one free logits table per site indexed by its parents' values. Unlike
+    :class:`MeanFieldCategorical` this family holds every posterior of a hidden Markov model
+    over the window (the posterior of a chain is itself a chain, Rabiner, Proc. IEEE 77(2),
+    1989), so with enumeration (``fit_beliefs(method="exact")``) SVI reaches exact Bayes and
+    the free energy reaches ``-log p(o)``. A single step (``steps`` of length one) is a joint
+    belief over several factors.
+
+    Parameters
+    ----------
+    steps : sequence of mapping of str to int
+        Per time step, the sites in sampling order and their number of categories, e.g.
+        ``[{"s_0_0": 3, "s_0_1": 2}, {"s_1_0": 3, "s_1_1": 2}]``.
+    markov : bool, default True
+        Condition each step on the previous one. ``False`` gives independent steps (joint
+        within each step only).
+    dtype : torch.dtype, default torch.float64
+    device : torch.device or str, optional
+
+    Notes
+    -----
+    Site ``i`` of step ``t`` has ``prod(parent sizes) * n`` logits, where the parents are every
+    site of step ``t - 1`` and the earlier sites of step ``t``; the family suits models whose
+    joint state per step is small (hundreds of states), the same models the exact engine
+    handles.
+
+    Examples
+    --------
+    >>> guide = JointCategorical([{"s_0_0": 3, "s_0_1": 2}])
+    >>> guide.joint(0).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[Mapping[str, int]],
+        markov: bool = True,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if not steps or any(len(step) == 0 for step in steps):
+            raise ValueError(
+                f"JointCategorical: steps={list(steps)}; expected at least one step, each with "
+                "at least one site"
+            )
+        self.steps = [[(name, int(n)) for name, n in step.items()] for step in steps]
+        self.markov = markov
+        self.logits = nn.ParameterList()
+        self._parents: list[list[int]] = []  # flat indices of each site's parents
+        self._names: list[str] = []
+        self._sizes: list[int] = []
+        self._step_of: list[int] = []
+        flat = 0
+        previous: list[int] = []
+        for t, step in enumerate(self.steps):
+            current: list[int] = []
+            for name, n in step:
+                if n < 1:
+                    raise ValueError(f"JointCategorical: site {name!r} has {n} categories")
+                if name in self._names:
+                    raise ValueError(f"JointCategorical: site {name!r} appears twice")
+                parents = (previous if markov else []) + current
+                shape = [self._sizes[p] for p in parents] + [n]
+                self.logits.append(nn.Parameter(torch.zeros(shape, dtype=dtype, device=device)))
+                self._parents.append(list(parents))
+                self._names.append(name)
+                self._sizes.append(n)
+                self._step_of.append(t)
+                current.append(flat)
+                flat += 1
+            previous = current
+
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        values: list[Tensor] = []
+        for k, (name, logits) in enumerate(zip(self._names, self.logits, strict=True)):
+            parents = [values[p] for p in self._parents[k]]
+            table = Vindex(logits)[(Ellipsis, *parents, slice(None))] if parents else logits
+            values.append(pyro.sample(name, dist.Categorical(logits=table)))
+
+    @torch.no_grad()
+    def _conditional(self, t: int) -> Tensor:
+        """``q(z_t | z_{t-1})`` as a tensor over (previous sites..., current sites...)."""
+        sites = [k for k in range(len(self._names)) if self._step_of[k] == t]
+        prev = [k for k in range(len(self._names)) if self._step_of[k] == t - 1]
+        prev = prev if (self.markov and t > 0) else []
+        axes = prev + sites
+        out = torch.ones([self._sizes[k] for k in axes], dtype=self.logits[0].dtype)
+        for k in sites:
+            probs = torch.softmax(self.logits[k].detach(), -1)
+            # Place each table on the axes of its parents and itself.
+            shape = [1] * len(axes)
+            for p in self._parents[k] + [k]:
+                shape[axes.index(p)] = self._sizes[p]
+            out = out * probs.reshape(shape)
+        return out
+
+    @torch.no_grad()
+    def joint(self, t: int) -> Tensor:
+        """Joint belief over the sites of step ``t``, shape (n_sites of step t...), detached."""
+        if not 0 <= t < len(self.steps):
+            raise ValueError(f"JointCategorical.joint: t={t}; expected 0..{len(self.steps) - 1}")
+        marginal = self._conditional(0)
+        for u in range(1, t + 1):
+            cond = self._conditional(u)
+            if self.markov:
+                n_prev = marginal.dim()
+                flat_prev = marginal.reshape(-1)
+                cond = cond.reshape(flat_prev.shape[0], *cond.shape[n_prev:])
+                marginal = torch.tensordot(flat_prev, cond, dims=1)
+            else:
+                marginal = cond
+        return marginal
+
+    @torch.no_grad()
+    def beliefs(self) -> dict[str, Tensor]:
+        """Posterior marginal of every site, ``{name: Tensor of shape (n,)}`` (detached)."""
+        out: dict[str, Tensor] = {}
+        for t in range(len(self.steps)):
+            joint = self.joint(t)
+            for i, (name, _) in enumerate(self.steps[t]):
+                dims = [d for d in range(joint.dim()) if d != i]
+                out[name] = joint.sum(dim=dims) if dims else joint
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +423,9 @@ def fit_beliefs(
         Relative tolerance of the convergence test (see ``window``).
     method : {"exact", "mc"}, default "exact"
     num_particles : int, default 1
-        Particles per step for ``method="mc"``.
+        Particles per step for ``method="mc"``; with ``"exact"``, draws per step of the
+        guide's continuous sites (the Dirichlet tables of ``learn_A``/``learn_B``), whose
+        expectation cannot be enumerated.
     window : int, optional
         Steps per window of the convergence test; default 1 for ``"exact"`` (consecutive
         values) and 50 for ``"mc"`` (window means, allowing two standard errors of noise).
@@ -297,7 +436,8 @@ def fit_beliefs(
     num_samples : int, default 0
         Posterior draws from the fitted guide to return.
     final_particles : int, default 1000
-        Particles of the final VFE for ``method="mc"``.
+        Particles of the final VFE for ``method="mc"``, and for the continuous sites of an
+        ``"exact"`` fit (evaluated with ``vfe(method="mixed")``).
     max_plate_nesting : int, optional
         Guessed from a trace when omitted.
 
@@ -334,7 +474,12 @@ def fit_beliefs(
             else max_plate_nesting
         )
         if method == "exact":
-            elbo: Any = TraceEnum_ELBO(max_plate_nesting=mpn)
+            # Particles only matter for continuous guide sites (e.g. Dirichlet tables).
+            elbo: Any = TraceEnum_ELBO(
+                max_plate_nesting=mpn,
+                num_particles=num_particles,
+                vectorize_particles=num_particles > 1,
+            )
             fit_guide = config_enumerate(guide, "parallel")
         else:
             elbo = Trace_ELBO(
@@ -408,11 +553,15 @@ def fit_beliefs(
                 converged = True
                 if early_stop:
                     break
+        final_method: Literal["exact", "mc", "mixed"] = method
+        if method == "exact" and _has_continuous_latents(guide, args, kwargs):
+            # Discrete sites are enumerated, continuous ones (Dirichlet tables) sampled.
+            final_method = "mixed"
         final = vfe(
             model,
             guide,
             *args,
-            method=method,
+            method=final_method,
             num_particles=final_particles,
             seed=None,
             max_plate_nesting=mpn,
@@ -438,7 +587,34 @@ def fit_beliefs(
         converged,
         len(trace),
         dict(state),
+        _guide_beliefs(guide),
     )
+
+
+def _guide_beliefs(guide: Any) -> dict[str, Tensor] | None:
+    """The posterior a guide holds, as probabilities per categorical site, when it says."""
+    beliefs = getattr(guide, "beliefs", None)
+    if callable(beliefs):
+        out = beliefs()
+        if isinstance(out, Mapping) and all(isinstance(v, Tensor) for v in out.values()):
+            return {str(k): v.detach() for k, v in out.items()}
+        return None
+    marginals = getattr(guide, "marginals", None)
+    if callable(marginals):
+        rows = marginals()
+        return {f"s_{t}_{f}": q.detach() for t, row in enumerate(rows) for f, q in enumerate(row)}
+    return None
+
+
+def _has_continuous_latents(guide: Model, args: tuple, kwargs: dict) -> bool:
+    """Whether the guide samples a latent site without enumerable support."""
+    with hidden_sites():
+        trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    for site in trace.nodes.values():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+            if not getattr(site["fn"], "has_enumerate_support", False):
+                return True
+    return False
 
 
 def _draw(guide: Model, num_samples: int, args: tuple, kwargs: dict) -> dict[str, Tensor]:

@@ -14,9 +14,9 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from aif.exact import is_batched_model
 from aif.maths import (
     EPS,
-    contract_factors_batched,
     entropy,
     log_softmax,
     softmax,
@@ -39,6 +39,9 @@ __all__ = [
 
 #: Largest joint outcome-by-state table (entries) the joint information gain builds.
 _MAX_JOINT_ENTRIES = 20_000_000
+#: Entries of the predicted joint states a batched policy evaluation builds per chunk of agents
+#: (about a megabyte in float64, small enough to stay in cache).
+_CHUNK_ENTRIES = 150_000
 
 
 class EFEResult(NamedTuple):
@@ -134,7 +137,7 @@ def preference_offset(C: Sequence[Tensor], policy_len: int) -> Tensor:
     -------
     Tensor, shape ()
     """
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=C[0].device)
     for m, C_m in enumerate(C):
         for t in range(policy_len):
             total = total + torch.logsumexp(_preference_column(C_m, t, m).double(), 0)
@@ -149,7 +152,7 @@ def _preference_column(C_m: Tensor, t: int, m: int) -> Tensor:
     raise ValueError(f"C[{m}] has shape {tuple(C_m.shape)}; expected (n_o,) or (n_o, T)")
 
 
-def novelty_weights(pX: Tensor, form: Literal["exact", "spm"] = "exact") -> Tensor:
+def novelty_weights(pX: Tensor, form: Literal["exact", "spm"] = "exact", dim: int = 0) -> Tensor:
     """Per-count information gain of a Dirichlet table, the weights of the novelty term.
 
     ``"exact"``: ``W[i, ...] = log a_0 - log a_i + psi(a_i + 1) - psi(a_0 + 1)``, the KL divergence
@@ -164,13 +167,15 @@ def novelty_weights(pX: Tensor, form: Literal["exact", "spm"] = "exact") -> Tens
         Dirichlet concentrations; axis 0 is the outcome (``pA[m]`` or one control slice of
         ``pB[f]``).
     form : {"exact", "spm"}, default "exact"
+    dim : int, default 0
+        The outcome axis (1 for concentrations with a leading batch axis).
 
     Returns
     -------
     Tensor, shape of ``pX``
     """
     a = torch.clamp(pX, min=EPS)
-    a0 = torch.clamp(a.sum(dim=0, keepdim=True), min=EPS)
+    a0 = torch.clamp(a.sum(dim=dim, keepdim=True), min=EPS)
     if form == "exact":
         w = torch.log(a0) - torch.log(a) + torch.digamma(a + 1.0) - torch.digamma(a0 + 1.0)
     elif form == "spm":
@@ -259,13 +264,17 @@ def efe_categorical(
     ``sum_{o,s} q(o_m | pi) q(s | pi) W_A[o, s]``; for ``pB``,
     ``sum q(s'_f | pi) W_B[s', s, u] q(s_f)``, with ``W`` from :func:`novelty_weights`.
 
+    With a batch, ``qs[f]`` has shape (batch, n_s[f]) and every field of the result has shape
+    (batch, n_policies). The model is shared by the batch, or (one model per element) every
+    one of ``A``, ``B``, ``C``, ``pA`` and ``pB`` has a leading batch axis.
+
     Parameters
     ----------
-    qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],)
+    qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],) or (batch, n_s[f])
         Current beliefs (the start of every policy).
-    A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
-    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f])
-    C : sequence of Tensor, ``C[m]`` shape (n_o[m],) or (n_o[m], T)
+    A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1]) or (batch, ...)
+    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f]) or (batch, ...)
+    C : sequence of Tensor, ``C[m]`` shape (n_o[m],) or (n_o[m], T) (or (batch, ...))
         Log-preferences (relative: normalised here by ``log_softmax``); a 2-D ``C[m]`` gives one
         column per future step, the last column repeating.
     policies : Tensor of int, shape (n_policies, policy_len, F)
@@ -281,7 +290,7 @@ def efe_categorical(
     Returns
     -------
     EFEResult
-        Each field has shape (n_policies,).
+        Each field has shape (n_policies,) (or (batch, n_policies)).
     """
     if use_param_info_gain and pA is None and pB is None:
         raise ValueError(
@@ -291,49 +300,193 @@ def efe_categorical(
         raise ValueError(
             f"efe_categorical: info_gain={info_gain!r}; expected 'joint' or 'per_modality'"
         )
-    policies = torch.as_tensor(policies, dtype=torch.long)
-    ns = _check_inputs(qs, A, B, C, policies)
-    dtype = A[0].dtype
+    policies = torch.as_tensor(policies, dtype=torch.long, device=A[0].device)
+    batched = len(qs) > 0 and qs[0].dim() == 2
+    if batched:
+        checked = _check_batch_inputs(qs, A, B, C, policies)
+    else:
+        # One belief is a batch of one: the same code, and the batched contractions are the
+        # faster ones even then.
+        ns = _check_inputs(qs, A, B, C, policies)
+        checked = (1, ns, False)
+        qs = [q.unsqueeze(0) for q in qs]
+    result = _efe_batch(
+        qs,
+        A,
+        B,
+        C,
+        policies,
+        pA,
+        pB,
+        checked,
+        use_utility=use_utility,
+        use_states_info_gain=use_states_info_gain,
+        use_param_info_gain=use_param_info_gain,
+        info_gain=info_gain,
+        novelty_form=novelty_form,
+    )
+    return result if batched else EFEResult(*(x[0] for x in result))
+
+
+def _check_batch_inputs(
+    qs: Sequence[Tensor],
+    A: Sequence[Tensor],
+    B: Sequence[Tensor],
+    C: Sequence[Tensor],
+    policies: Tensor,
+) -> tuple[int, tuple[int, ...], bool]:
+    """Batch size, factor sizes and whether the model is batched, checked."""
+    F = len(B)
+    if len(qs) != F or any(q.dim() != 2 for q in qs):
+        raise ValueError(
+            f"qs has shapes {[tuple(q.shape) for q in qs]}; expected {F} tensors of shape "
+            "(batch, n_s[f])"
+        )
+    batch = int(qs[0].shape[0])
+    batched = is_batched_model(A, F)
+    lead = 1 if batched else 0
+    ns = tuple(int(b.shape[lead]) for b in B)
+    for f, (q, B_f) in enumerate(zip(qs, B, strict=True)):
+        if tuple(q.shape) != (batch, ns[f]):
+            raise ValueError(f"qs[{f}] has shape {tuple(q.shape)}; expected ({batch}, {ns[f]})")
+        ok = B_f.dim() == 3 + lead and B_f.shape[lead] == B_f.shape[lead + 1]
+        if not ok or (batched and int(B_f.shape[0]) != batch):
+            expected = f"({batch}, n_s, n_s, n_u)" if batched else "(n_s, n_s, n_u)"
+            raise ValueError(f"B[{f}] has shape {tuple(B_f.shape)}; expected {expected}")
+    for m, A_m in enumerate(A):
+        if tuple(A_m.shape[lead + 1 :]) != ns or (batched and int(A_m.shape[0]) != batch):
+            raise ValueError(
+                f"A[{m}] has shape {tuple(A_m.shape)}; expected "
+                f"({f'{batch}, ' if batched else ''}n_o, {', '.join(map(str, ns))})"
+            )
+    if len(C) != len(A):
+        raise ValueError(f"C has {len(C)} modalities; expected {len(A)} (one per A[m])")
+    for m, (C_m, A_m) in enumerate(zip(C, A, strict=True)):
+        n_o = int(A_m.shape[lead])
+        if C_m.dim() not in (1 + lead, 2 + lead) or int(C_m.shape[lead]) != n_o:
+            raise ValueError(
+                f"C[{m}] has shape {tuple(C_m.shape)}; expected "
+                f"({f'{batch}, ' if batched else ''}{n_o},) or (..., {n_o}, T)"
+            )
+    if policies.dim() != 3 or policies.shape[2] != F:
+        raise ValueError(
+            f"policies have shape {tuple(policies.shape)}; expected (n_policies, policy_len, {F})"
+        )
+    for f, B_f in enumerate(B):
+        n_u = int(B_f.shape[-1])
+        if policies.numel() and (
+            int(policies[..., f].max()) >= n_u or int(policies[..., f].min()) < 0
+        ):
+            raise ValueError(
+                f"policies use control {int(policies[..., f].max())} of factor {f}, but B[{f}] has "
+                f"shape {tuple(B_f.shape)}; expected controls 0..{n_u - 1}"
+            )
+    return batch, ns, batched
+
+
+def _batch_preference(C_m: Tensor, t: int, batched: bool) -> Tensor:
+    """Column ``t`` of a (possibly batched, possibly time-indexed) preference table."""
+    lead = 1 if batched else 0
+    if C_m.dim() == 1 + lead:
+        return C_m
+    return C_m[..., min(t, int(C_m.shape[-1]) - 1)]
+
+
+def _joint_states(q_next: Sequence[Tensor]) -> Tensor:
+    """Outer product over factors of (batch, P, n_f) beliefs: (batch, P, prod n_s)."""
+    out = q_next[0]
+    for q in q_next[1:]:
+        out = (out.unsqueeze(-1) * q.unsqueeze(-2)).reshape(*out.shape[:-1], -1)
+    return out
+
+
+def _efe_batch(
+    qs: Sequence[Tensor],
+    A: Sequence[Tensor],
+    B: Sequence[Tensor],
+    C: Sequence[Tensor],
+    policies: Tensor,
+    pA: Sequence[Tensor] | None,
+    pB: Sequence[Tensor] | None,
+    checked: tuple[int, tuple[int, ...], bool],
+    *,
+    use_utility: bool,
+    use_states_info_gain: bool,
+    use_param_info_gain: bool,
+    info_gain: str,
+    novelty_form: Literal["exact", "spm"],
+) -> EFEResult:
+    """:func:`efe_categorical` for a batch of beliefs (and optionally of models), checked."""
+    batch, ns, batched = checked
+    dtype, device = A[0].dtype, A[0].device
     n_pol, policy_len, F = policies.shape
     M = len(A)
-
-    # Quantities that do not depend on the policy, computed once per call.
-    H_A = [entropy(A_m, dim=0) for A_m in A]
+    S = math.prod(ns)
+    lead = (batch,) if batched else ()
+    o_axis = 1 if batched else 0
+    A_flat = [a.to(dtype).reshape(*lead, int(a.shape[o_axis]), S) for a in A]
+    H_A = torch.stack([entropy(a, dim=o_axis) for a in A_flat]).sum(0)  # (S,) or (batch, S)
     log_C = [
-        [log_softmax(_preference_column(C_m, t, m).to(dtype), dim=0) for t in range(policy_len)]
-        for m, C_m in enumerate(C)
+        [
+            log_softmax(_batch_preference(C_m.to(dtype), t, batched), dim=-1)
+            for t in range(policy_len)
+        ]
+        for C_m in C
     ]
     A_joint: Tensor | None = None
     if info_gain == "joint" and M > 1:
-        n_joint = 1
-        for A_m in A:
-            n_joint *= A_m.shape[0]
-        for n in ns:
-            n_joint *= n
-        if n_joint > _MAX_JOINT_ENTRIES:
+        n_entries = math.prod(int(a.shape[o_axis]) for a in A) * S
+        if n_entries > _MAX_JOINT_ENTRIES:
             raise ValueError(
-                f"efe_categorical: the joint outcome-by-state table has {n_joint} entries "
-                f"(outcomes {[a.shape[0] for a in A]}, states {list(ns)}); expected at most "
-                f"{_MAX_JOINT_ENTRIES}. Use info_gain='per_modality'."
+                f"efe_categorical: the joint outcome-by-state table has {n_entries} entries "
+                f"(outcomes {[int(a.shape[o_axis]) for a in A]}, states {list(ns)}); expected "
+                f"at most {_MAX_JOINT_ENTRIES}. Use info_gain='per_modality'."
             )
-        A_joint = _joint_likelihood(A)
-    W_A = [novelty_weights(p.to(dtype), novelty_form) for p in pA] if pA is not None else None
-    W_B = [novelty_weights(p.to(dtype), novelty_form) for p in pB] if pB is not None else None
+        if batched:
+            A_joint = torch.stack([_joint_likelihood([a[b] for a in A_flat]) for b in range(batch)])
+            A_joint = A_joint.reshape(batch, -1, S)
+        else:
+            A_joint = _joint_likelihood(A_flat).reshape(-1, S)
+    W_A = (
+        [novelty_weights(p.to(dtype), novelty_form, dim=o_axis).reshape(*lead, -1, S) for p in pA]
+        if pA is not None
+        else None
+    )
+    W_B = (
+        [novelty_weights(p.to(dtype), novelty_form, dim=o_axis) for p in pB]
+        if pB is not None
+        else None
+    )
 
-    zeros = torch.zeros(n_pol, dtype=dtype)
+    def read(q_joint: Tensor, table: Tensor) -> Tensor:
+        """(batch, P, S) x (K, S) or (batch, K, S) -> (batch, P, K)."""
+        if table.dim() == 2:
+            return q_joint.matmul(table.T)
+        return torch.bmm(q_joint, table.transpose(1, 2))
+
+    zeros = torch.zeros(batch, n_pol, dtype=dtype, device=device)
     risk, ambiguity, pragmatic, info, novelty = (zeros.clone() for _ in range(5))
-    q_prev = [q.to(dtype).expand(n_pol, -1) for q in qs]
+    q_prev = [q.to(dtype).unsqueeze(1).expand(batch, n_pol, -1) for q in qs]
     for t in range(policy_len):
-        q_next = [
-            torch.einsum("ijp,pj->pi", B[f].to(dtype)[:, :, policies[:, t, f]], q_prev[f])
-            for f in range(F)
-        ]
-        qo = [contract_factors_batched(A_m, q_next) for A_m in A]  # (P, n_o[m]) each
-        amb_t = torch.stack([contract_factors_batched(h, q_next) for h in H_A]).sum(0)
-        prag_t = torch.stack([(qo[m] * log_C[m][t]).sum(-1) for m in range(M)]).sum(0)
+        q_next = []
+        for f in range(F):
+            B_sel = B[f].to(dtype)[..., policies[:, t, f]]  # (..., n', n, P)
+            eq = "bijp,bpj->bpi" if batched else "ijp,bpj->bpi"
+            q_next.append(torch.einsum(eq, B_sel, q_prev[f]))
+        q_joint = _joint_states(q_next)  # (batch, P, S)
+        qo = [read(q_joint, a) for a in A_flat]  # (batch, P, n_o[m])
+        if batched:
+            amb_t = torch.bmm(q_joint, H_A.unsqueeze(-1)).squeeze(-1)
+        else:
+            amb_t = q_joint.matmul(H_A)
+        prag_t = torch.stack(
+            [
+                (qo[m] * (log_C[m][t].unsqueeze(1) if batched else log_C[m][t])).sum(-1)
+                for m in range(M)
+            ]
+        ).sum(0)
         if A_joint is not None:
-            qo_joint = contract_factors_batched(A_joint, q_next).reshape(n_pol, -1)
-            neg_h_qo = xlogx(qo_joint).sum(-1)
+            neg_h_qo = xlogx(read(q_joint, A_joint)).sum(-1)
         else:
             neg_h_qo = torch.stack([xlogx(qo[m]).sum(-1) for m in range(M)]).sum(0)
         info_t = -neg_h_qo - amb_t
@@ -343,14 +496,35 @@ def efe_categorical(
         info = info + info_t
         if W_A is not None:
             for m in range(M):
-                novelty = novelty + (qo[m] * contract_factors_batched(W_A[m], q_next)).sum(-1)
+                novelty = novelty + (qo[m] * read(q_joint, W_A[m])).sum(-1)
         if W_B is not None:
             for f in range(F):
-                w = W_B[f][:, :, policies[:, t, f]]  # (n', n, P)
-                novelty = novelty + torch.einsum("pi,ijp,pj->p", q_next[f], w, q_prev[f])
+                w = W_B[f][..., policies[:, t, f]]  # (..., n', n, P)
+                eq = "bpi,bijp,bpj->bp" if batched else "bpi,ijp,bpj->bp"
+                novelty = novelty + torch.einsum(eq, q_next[f], w, q_prev[f])
         q_prev = q_next
 
-    efe = zeros.clone()
+    return _assemble(
+        risk,
+        ambiguity,
+        pragmatic,
+        info,
+        novelty,
+        (use_utility, use_states_info_gain, use_param_info_gain),
+    )
+
+
+def _assemble(
+    risk: Tensor,
+    ambiguity: Tensor,
+    pragmatic: Tensor,
+    info: Tensor,
+    novelty: Tensor,
+    switches: tuple[bool, bool, bool],
+) -> EFEResult:
+    """The EFE from the terms switched on (utility, state information gain, novelty)."""
+    use_utility, use_states_info_gain, use_param_info_gain = switches
+    efe = torch.zeros_like(risk)
     if use_utility:
         efe = efe - pragmatic
     if use_states_info_gain:
@@ -380,29 +554,31 @@ def policy_posterior(efe: Tensor, gamma: float = 16.0, log_E: Tensor | None = No
 
     Parameters
     ----------
-    efe : Tensor, shape (n_policies,)
+    efe : Tensor, shape (n_policies,) or (batch, n_policies)
         Expected free energy (lower is better).
     gamma : float, default 16.0
         Policy precision (SPM and pymdp.legacy default 16; pymdp 1.x agents default to 1).
-    log_E : Tensor, shape (n_policies,), optional
+    log_E : Tensor, shape (n_policies,) or (batch, n_policies), optional
         Log prior over policies (habits); uniform when omitted.
 
     Returns
     -------
-    Tensor, shape (n_policies,)
+    Tensor, shape of ``efe``
     """
-    if efe.dim() != 1:
+    if efe.dim() not in (1, 2):
         raise ValueError(
-            f"policy_posterior: efe has shape {tuple(efe.shape)}; expected (n_policies,)"
+            f"policy_posterior: efe has shape {tuple(efe.shape)}; expected (n_policies,) or "
+            "(batch, n_policies)"
         )
     logits = -gamma * efe
     if log_E is not None:
-        if tuple(log_E.shape) != tuple(efe.shape):
+        if log_E.shape[-1] != efe.shape[-1] or log_E.dim() > efe.dim():
             raise ValueError(
-                f"policy_posterior: log_E has shape {tuple(log_E.shape)}; expected {tuple(efe.shape)} like efe"
+                f"policy_posterior: log_E has shape {tuple(log_E.shape)}; expected "
+                f"{tuple(efe.shape)} like efe (or ({efe.shape[-1]},))"
             )
         logits = logits + log_E.to(efe.dtype)
-    return softmax(logits, dim=0)
+    return softmax(logits, dim=-1)
 
 
 def action_marginals(q_pi: Tensor, policies: Tensor, num_controls: Sequence[int]) -> list[Tensor]:
@@ -410,24 +586,40 @@ def action_marginals(q_pi: Tensor, policies: Tensor, num_controls: Sequence[int]
 
     Parameters
     ----------
-    q_pi : Tensor, shape (n_policies,)
+    q_pi : Tensor, shape (n_policies,) or (batch, n_policies)
     policies : Tensor of int, shape (n_policies, policy_len, F)
     num_controls : sequence of int, length F
 
     Returns
     -------
-    list of Tensor, ``out[f]`` shape (num_controls[f],)
+    list of Tensor, ``out[f]`` shape (num_controls[f],) or (batch, num_controls[f])
     """
-    if q_pi.shape[0] != policies.shape[0]:
+    if q_pi.shape[-1] != policies.shape[0]:
         raise ValueError(
             f"q_pi has shape {tuple(q_pi.shape)} but policies have shape {tuple(policies.shape)}; "
             "expected one probability per policy"
         )
-    first = torch.as_tensor(policies, dtype=torch.long)[:, 0, :]
-    out = []
-    for f, n in enumerate(num_controls):
-        out.append(torch.zeros(int(n), dtype=q_pi.dtype).index_add_(0, first[:, f], q_pi))
-    return out
+    if q_pi.dim() == 1 and q_pi.is_cpu:
+        first = torch.as_tensor(policies, dtype=torch.long)[:, 0, :]
+        return [
+            torch.zeros(int(n), dtype=q_pi.dtype).index_add_(0, first[:, f], q_pi)
+            for f, n in enumerate(num_controls)
+        ]
+    first = policies[:, 0, :]
+    if first.dtype != torch.long or first.device != q_pi.device:
+        first = first.to(device=q_pi.device, dtype=torch.long)
+    lead = tuple(q_pi.shape[:-1])
+    axis = q_pi.dim() - 1
+    return [
+        q_pi.new_zeros(lead + (int(n),)).index_add_(axis, first[:, f], q_pi)
+        for f, n in enumerate(num_controls)
+    ]
+
+
+def _draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One draw per row of ``probs`` (last axis), on the CPU so a seed gives the same numbers."""
+    rows = probs.detach().to("cpu", torch.float64).reshape(-1, probs.shape[-1])
+    return torch.multinomial(rows, 1, generator=generator).reshape(probs.shape[:-1])
 
 
 def select_action(
@@ -445,15 +637,17 @@ def select_action(
     ``sampling="marginal"`` works on the first-step control marginals of each factor
     (pymdp ``sample_action``); ``"full"`` picks one whole policy and returns its first step
     (pymdp ``sample_policy``). ``"deterministic"`` takes the argmax (first index on ties);
-    ``"stochastic"`` samples from ``softmax(alpha * log p)``.
+    ``"stochastic"`` samples from ``softmax(alpha * log p)``. Draws use a CPU generator, so a
+    seed gives the same actions whatever the device of ``q_pi``.
 
     Parameters
     ----------
-    q_pi : Tensor, shape (n_policies,)
+    q_pi : Tensor, shape (n_policies,) or (batch, n_policies)
     policies : Tensor of int, shape (n_policies, policy_len, F)
     mode : {"deterministic", "stochastic"}, default "deterministic"
     generator : torch.Generator, optional
-        Source of randomness for ``"stochastic"`` (required there, so runs are repeatable).
+        Source of randomness for ``"stochastic"`` (a CPU generator, required there, so runs
+        are repeatable).
     sampling : {"marginal", "full"}, default "marginal"
     alpha : float, default 16.0
         Action precision for ``"stochastic"`` (pymdp default 16).
@@ -462,34 +656,44 @@ def select_action(
 
     Returns
     -------
-    Tensor of int64, shape (F,)
+    Tensor of int64, shape (F,) or (batch, F)
+        On the device of ``q_pi``.
     """
-    policies = torch.as_tensor(policies, dtype=torch.long)
     if mode not in ("deterministic", "stochastic"):
         raise ValueError(f"select_action: mode={mode!r}; expected 'deterministic' or 'stochastic'")
+    if q_pi.dim() == 1 and mode == "deterministic" and q_pi.is_cpu:
+        # One agent on the CPU: a few Python integers are cheaper than stacking tensors.
+        policies = torch.as_tensor(policies, dtype=torch.long)
+        if sampling == "full":
+            return policies[int(torch.argmax(q_pi)), 0, :].clone()
+        if num_controls is None:
+            num_controls = [int(policies[:, :, f].max()) + 1 for f in range(policies.shape[2])]
+        chosen = [int(torch.argmax(m)) for m in action_marginals(q_pi, policies, num_controls)]
+        return torch.tensor(chosen, dtype=torch.long)
+    policies = torch.as_tensor(policies)
+    if policies.dtype != torch.long or policies.device != q_pi.device:
+        policies = policies.to(device=q_pi.device, dtype=torch.long)
     if mode == "stochastic" and generator is None:
         raise ValueError(
             "select_action: mode='stochastic' needs a torch.Generator (seeded) as generator"
         )
     if sampling == "full":
         if mode == "deterministic":
-            idx = int(torch.argmax(q_pi))
+            idx = torch.argmax(q_pi, dim=-1)
         else:
-            probs = softmax(alpha * stable_log(q_pi), dim=0)
-            idx = int(torch.multinomial(probs, 1, generator=generator))
+            idx = _draw(softmax(alpha * stable_log(q_pi), dim=-1), generator).to(q_pi.device)
         return policies[idx, 0, :].clone()
     if sampling != "marginal":
         raise ValueError(f"select_action: sampling={sampling!r}; expected 'marginal' or 'full'")
     if num_controls is None:
         num_controls = [int(policies[:, :, f].max()) + 1 for f in range(policies.shape[2])]
-    chosen = []
+    picks = []
     for marg in action_marginals(q_pi, policies, num_controls):
         if mode == "deterministic":
-            chosen.append(int(torch.argmax(marg)))
+            picks.append(torch.argmax(marg, dim=-1))
         else:
-            probs = softmax(alpha * stable_log(marg), dim=0)
-            chosen.append(int(torch.multinomial(probs, 1, generator=generator)))
-    return torch.tensor(chosen, dtype=torch.long)
+            picks.append(_draw(softmax(alpha * stable_log(marg), dim=-1), generator))
+    return torch.stack([c.to(q_pi.device) for c in picks], dim=-1).long()
 
 
 class PolicyEvaluation(NamedTuple):
@@ -530,8 +734,11 @@ class PolicyEvaluator:
 
     :meth:`evaluate` then costs one matrix-vector product per factor, an outer product over
     factors (products of 0/1 spreading maps, which beat broadcasting for these tiny axes), one
-    matrix product with ``W``, an elementwise ``x log x`` of the predicted outcomes, a gather-and-sum over steps, one matrix product with the coefficients and a
-    softmax, whatever the number of policies.
+    matrix product with ``W``, an elementwise ``x log x`` of the predicted outcomes, a
+    gather-and-sum over steps, one matrix product with the coefficients and a softmax, whatever
+    the number of policies. A batch of beliefs (``qs[f]`` of shape (batch, n_s[f])) goes through
+    the same operations at once; with ``batched=True`` each batch element has its own model
+    (every table gains a leading batch axis and the products become batched ones).
 
     Parameters
     ----------
@@ -549,6 +756,9 @@ class PolicyEvaluator:
         Which terms enter ``efe`` (as in :func:`efe_categorical`).
     info_gain : {"joint", "per_modality"}, default "joint"
         As in :func:`efe_categorical`.
+    batched : bool, default False
+        Whether ``A``, ``B``, ``C`` (and ``log_E``) carry a leading batch axis, one model per
+        batch element.
 
     Attributes
     ----------
@@ -556,6 +766,10 @@ class PolicyEvaluator:
     gamma : float
     dtype : torch.dtype
         The dtype of ``A``, of every table and of every result.
+    device : torch.device
+        The device of ``A``, of every table and of every result.
+    batch_size : int or None
+        Number of models when ``batched=True``.
 
     Notes
     -----
@@ -576,24 +790,39 @@ class PolicyEvaluator:
         use_utility: bool = True,
         use_states_info_gain: bool = True,
         info_gain: Literal["joint", "per_modality"] = "joint",
+        batched: bool = False,
     ) -> None:
         if info_gain not in ("joint", "per_modality"):
             raise ValueError(
                 f"PolicyEvaluator: info_gain={info_gain!r}; expected 'joint' or 'per_modality'"
             )
-        policies = torch.as_tensor(policies, dtype=torch.long)
-        ns = tuple(int(b.shape[0]) for b in B)
-        dtype = A[0].dtype
-        _check_inputs([torch.ones(n, dtype=dtype) for n in ns], A, B, C, policies)
+        dtype, device = A[0].dtype, A[0].device
+        policies = torch.as_tensor(policies, dtype=torch.long, device=device)
+        lead = 1 if batched else 0
+        ns = tuple(int(b.shape[lead]) for b in B)
+        if batched:
+            batch = int(A[0].shape[0])
+            _check_batch_inputs(
+                [torch.ones(batch, n, dtype=dtype, device=device) for n in ns], A, B, C, policies
+            )
+        else:
+            batch = 1
+            _check_inputs(
+                [torch.ones(n, dtype=dtype, device=device) for n in ns], A, B, C, policies
+            )
         n_pol, policy_len, F = policies.shape
-        if log_E is not None and tuple(log_E.shape) != (n_pol,):
+        if log_E is not None and log_E.shape[-1] != n_pol:
             raise ValueError(
                 f"PolicyEvaluator: log_E has shape {tuple(log_E.shape)}; expected ({n_pol},)"
             )
         self.policies: Tensor = policies
         self.gamma: float = float(gamma)
         self.dtype: torch.dtype = dtype
+        self.device: torch.device = device
+        self.batch_size: int | None = batch if batched else None
+        self._batched = batched
         n_joint = math.prod(ns)
+        bl = (batch,) if batched else ()
 
         # Distinct prefixes, step by step, so a parent's row precedes its children's.
         rows: dict[tuple[int, ...], int] = {}
@@ -615,45 +844,62 @@ class PolicyEvaluator:
         self._n_rows = n_rows
         self._policy_len = policy_len
         # Row of each (step, policy), step-major: the sum over steps runs over the leading axis.
-        self._member_index = torch.tensor(member_rows, dtype=torch.long).T.reshape(-1).contiguous()
+        self._member_index = (
+            torch.tensor(member_rows, dtype=torch.long, device=device).T.reshape(-1).contiguous()
+        )
 
         # Transition products per prefix and factor.
         self._transitions: list[Tensor] = []
         for f in range(F):
             prods: list[Tensor] = []
             for u in range(n_rows):
-                B_u = B[f][:, :, last_action[u][f]].to(dtype)
+                B_u = B[f][..., last_action[u][f]].to(dtype)
                 prods.append(B_u @ prods[parent[u]] if parent[u] >= 0 else B_u)
-            self._transitions.append(torch.stack(prods).reshape(n_rows * ns[f], ns[f]))
+            self._transitions.append(
+                torch.stack(prods, dim=lead).reshape(*bl, n_rows * ns[f], ns[f]).contiguous()
+            )
         # 0/1 maps (n_s[f], prod n_s) that copy factor f's prediction onto every joint state.
-        grids = torch.meshgrid(*[torch.arange(n) for n in ns], indexing="ij")
+        grids = torch.meshgrid(*[torch.arange(n, device=device) for n in ns], indexing="ij")
         self._spread: list[Tensor] = []
         for f in range(F):
-            spread = torch.zeros(ns[f], n_joint, dtype=dtype)
-            spread[grids[f].reshape(-1), torch.arange(n_joint)] = 1.0
+            spread = torch.zeros(ns[f], n_joint, dtype=dtype, device=device)
+            spread[grids[f].reshape(-1), torch.arange(n_joint, device=device)] = 1.0
             self._spread.append(spread)
         self._num_states = ns
 
         # Read-outs, linear in the joint predicted state: outcomes, ambiguity, preferences.
+        A_flat = [a.to(dtype).reshape(*bl, int(a.shape[lead]), n_joint) for a in A]
         if info_gain == "joint" and len(A) > 1:
-            n_entries = math.prod(int(a.shape[0]) for a in A) * n_joint
+            n_entries = math.prod(int(a.shape[lead]) for a in A) * n_joint
             if n_entries > _MAX_JOINT_ENTRIES:
                 raise ValueError(
                     f"PolicyEvaluator: the joint outcome-by-state table has {n_entries} entries "
-                    f"(outcomes {[a.shape[0] for a in A]}, states {list(ns)}); expected at most "
-                    f"{_MAX_JOINT_ENTRIES}. Use info_gain='per_modality'."
+                    f"(outcomes {[int(a.shape[lead]) for a in A]}, states {list(ns)}); expected "
+                    f"at most {_MAX_JOINT_ENTRIES}. Use info_gain='per_modality'."
                 )
-            outcomes = _joint_likelihood([a.to(dtype) for a in A]).reshape(-1, n_joint)
+            if batched:
+                outcomes = torch.stack(
+                    [
+                        _joint_likelihood([a[b] for a in A_flat]).reshape(-1, n_joint)
+                        for b in range(batch)
+                    ]
+                )
+            else:
+                outcomes = _joint_likelihood(A_flat).reshape(-1, n_joint)
         else:
-            outcomes = torch.cat([a.to(dtype).reshape(a.shape[0], n_joint) for a in A])
-        n_out = int(outcomes.shape[0])
-        ambiguity = torch.stack([entropy(a.to(dtype), dim=0).reshape(n_joint) for a in A]).sum(0)
+            outcomes = torch.cat(A_flat, dim=lead)
+        n_out = int(outcomes.shape[lead])
+        ambiguity = torch.stack([entropy(a, dim=lead) for a in A_flat]).sum(0)  # (*bl, S)
         pref_steps = [
             torch.stack(
                 [
-                    a.to(dtype).reshape(a.shape[0], n_joint).T
-                    @ log_softmax(_preference_column(c, t, m).to(dtype), dim=0)
-                    for m, (a, c) in enumerate(zip(A, C, strict=True))
+                    (
+                        a
+                        * log_softmax(_batch_preference(c.to(dtype), t, batched), dim=-1).unsqueeze(
+                            -1
+                        )
+                    ).sum(lead)
+                    for a, c in zip(A_flat, C, strict=True)
                 ]
             ).sum(0)
             for t in range(policy_len)
@@ -667,58 +913,72 @@ class PolicyEvaluator:
                 match = [len(distinct) - 1]
             step_col.append(match[0])
         n_pref = len(distinct)
-        self._readout = torch.cat([outcomes.T, ambiguity[:, None], torch.stack(distinct, 1)], 1)
+        self._readout = torch.cat(
+            [
+                outcomes.transpose(-1, -2),
+                ambiguity.unsqueeze(-1),
+                torch.stack(distinct, dim=-1),
+            ],
+            dim=-1,
+        ).contiguous()  # (*bl, S, K)
         K = n_out + 1 + n_pref
         # Per row, each read-out is multiplied by log(outcome) for outcome columns (x log x),
         # by 1 for ambiguity, and by 1 or 0 for preference columns (the row's own step only).
-        self._is_outcome = torch.zeros(1, K, dtype=torch.bool)
+        self._is_outcome = torch.zeros(1, K, dtype=torch.bool, device=device)
         self._is_outcome[0, :n_out] = True
+        self._n_out = n_out
         if n_pref == 1:
-            self._weight = torch.ones(1, K, dtype=dtype)
+            self._weight = torch.ones(1, K, dtype=dtype, device=device)
         else:
-            weight = torch.zeros(n_rows, K, dtype=dtype)
+            weight = torch.zeros(n_rows, K, dtype=dtype, device=device)
             weight[:, n_out] = 1.0
-            weight[torch.arange(n_rows), n_out + 1 + torch.tensor(step_col)[step]] = 1.0
+            cols = torch.tensor(step_col, device=device)[torch.tensor(step, device=device)]
+            weight[torch.arange(n_rows, device=device), n_out + 1 + cols] = 1.0
             self._weight = weight
 
         # Per-policy sums of [sum_o q log q, ambiguity, preferences] -> the seven outputs.
-        neg_h = torch.zeros(K, dtype=dtype)
+        neg_h = torch.zeros(K, dtype=dtype, device=device)
         neg_h[:n_out] = 1.0
-        amb = torch.zeros(K, dtype=dtype)
+        amb = torch.zeros(K, dtype=dtype, device=device)
         amb[n_out] = 1.0
-        prag = torch.zeros(K, dtype=dtype)
+        prag = torch.zeros(K, dtype=dtype, device=device)
         prag[n_out + 1 :] = 1.0
         risk = neg_h - prag
         info = -neg_h - amb
-        efe = torch.zeros(K, dtype=dtype)
+        efe = torch.zeros(K, dtype=dtype, device=device)
         if use_utility:
             efe = efe - prag
         if use_states_info_gain:
             efe = efe - info
-        coef = torch.stack([efe, risk, amb, prag, info, torch.zeros(K, dtype=dtype), -gamma * efe])
+        zero = torch.zeros(K, dtype=dtype, device=device)
+        coef = torch.stack([efe, risk, amb, prag, info, zero, -gamma * efe])
         self._coef = coef.contiguous()  # (7, K)
-        bias = torch.zeros(7, n_pol, dtype=dtype)
+        self._coef_T = coef.T.contiguous()  # (K, 7)
+        bias = torch.zeros(*bl, 7, n_pol, dtype=dtype, device=device)
         if log_E is not None:
-            bias[6] = log_E.to(dtype)
+            bias[..., 6, :] = log_E.to(dtype=dtype, device=device)
         self._bias = bias
+        self._bias_T = bias.transpose(-1, -2).contiguous()  # (*bl, n_pol, 7)
 
     def evaluate(self, qs: Sequence[Tensor]) -> PolicyEvaluation:
         """EFE of every policy from the current beliefs, and the policy posterior.
 
         No argument is checked: ``qs`` must hold one probability vector per factor in
-        :attr:`dtype`. Use :func:`efe_categorical` for checked inputs.
+        :attr:`dtype` (or a batch of them). Use :func:`efe_categorical` for checked inputs.
 
         Parameters
         ----------
-        qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],)
+        qs : sequence of Tensor, ``qs[f]`` shape (n_s[f],) or (batch, n_s[f])
             Current beliefs (the start of every policy).
 
         Returns
         -------
         PolicyEvaluation
-            ``efe`` (an :class:`EFEResult`, each field a row view of one (7, n_policies)
-            buffer, shape (n_policies,)) and ``q_pi``, shape (n_policies,).
+            ``efe`` (an :class:`EFEResult`, each field of shape (n_policies,) or
+            (batch, n_policies)) and ``q_pi`` of the same shape.
         """
+        if qs[0].dim() == 2:
+            return self._evaluate_batch(qs)
         # Joint predicted state of every prefix, (U, prod n_s), as an outer product of factors.
         n_rows, ns, spread = self._n_rows, self._num_states, self._spread
         q_joint = self._transitions[0].mv(qs[0]).view(n_rows, ns[0]).mm(spread[0])
@@ -737,3 +997,60 @@ class PolicyEvaluator:
         return PolicyEvaluation(
             EFEResult(efe, risk, ambiguity, pragmatic, info, novelty), logits.softmax(0)
         )
+
+    def _evaluate_batch(self, qs: Sequence[Tensor]) -> PolicyEvaluation:
+        """:meth:`evaluate` for beliefs with a leading batch axis."""
+        batch = int(qs[0].shape[0])
+        # The joint predicted states of a chunk of agents, (chunk, U, prod n_s), stay small
+        # enough for the cache; one chunk per call for small batches.
+        per_agent = self._n_rows * int(self._readout.shape[-2])
+        chunk = max(1, min(batch, _CHUNK_ENTRIES // max(1, per_agent)))
+        if chunk >= batch:
+            out = self._evaluate_chunk(qs, 0, batch)
+        else:
+            out = torch.cat(
+                [
+                    self._evaluate_chunk(qs, start, min(batch, start + chunk))
+                    for start in range(0, batch, chunk)
+                ]
+            )
+        efe, risk, ambiguity, pragmatic, info, novelty, logits = out.unbind(-1)
+        return PolicyEvaluation(
+            EFEResult(efe, risk, ambiguity, pragmatic, info, novelty), logits.softmax(-1)
+        )
+
+    def _evaluate_chunk(self, qs: Sequence[Tensor], start: int, stop: int) -> Tensor:
+        """The seven outputs for batch elements ``start..stop-1``, shape (chunk, n_policies, 7)."""
+        n_rows, ns = self._n_rows, self._num_states
+        b = stop - start
+        q_joint: Tensor | None = None
+        for f, q in enumerate(qs):
+            q = q[start:stop]
+            if self._batched:
+                pred = torch.bmm(self._transitions[f][start:stop], q.unsqueeze(-1))
+                pred = pred.view(b, n_rows, ns[f])
+            else:
+                pred = self._transitions[f].mm(q.T).view(n_rows, ns[f], b).permute(2, 0, 1)
+            # Outer product over factors by broadcasting: (b, U, S_<f) x (b, U, n_f).
+            q_joint = (
+                pred
+                if q_joint is None
+                else (q_joint.unsqueeze(-1) * pred.unsqueeze(-2)).reshape(b, n_rows, -1)
+            )
+        assert q_joint is not None
+        if self._batched:
+            read = torch.bmm(q_joint, self._readout[start:stop])  # (b, U, K)
+        else:
+            read = q_joint.matmul(self._readout)
+        n_out = self._n_out
+        outcomes = read[..., :n_out]
+        linear = read[..., n_out:]
+        if self._weight.shape[0] > 1:
+            linear = linear * self._weight[:, n_out:]
+        terms = torch.cat([outcomes * outcomes.clamp_min(EPS).log(), linear], dim=-1)
+        K = terms.shape[-1]
+        per_policy = (
+            terms.index_select(1, self._member_index).view(b, self._policy_len, -1, K).sum(1)
+        )  # (b, n_policies, K)
+        bias = self._bias_T[start:stop] if self._batched else self._bias_T
+        return torch.matmul(per_policy, self._coef_T) + bias  # (b, n_policies, 7)

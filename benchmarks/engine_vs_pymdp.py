@@ -10,6 +10,11 @@ At the small model both libraries sit at their per-call dispatch floor (tens of 
 machine load moves a median by more than the difference between them. The last block therefore
 times the precompiled path and pymdp in alternation, call for call (``--paired`` pairs, after a
 warm-up), so that load falls on both alike, and prints the ratio of the two medians.
+
+The batch block (``--batch``, default 256 medium models, each with its own seeded A, B, C, D)
+times one batched call of the precompiled update and policy evaluation against pymdp's jitted
+``Agent`` with ``batch_size`` set to the same number, and reports time per agent. For reference it
+also times the pre-batch way, one precompiled update per agent in a Python loop.
 """
 
 from __future__ import annotations
@@ -127,13 +132,18 @@ def main() -> None:
     parser.add_argument("--svi-steps", type=int, default=200)
     parser.add_argument("--particles", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=256, help="agents in the batch block")
+    parser.add_argument("--skip-single", action="store_true", help="only the batch block")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); median of {args.repeats} calls"
     )
-    for name, sizes in MODELS.items():
-        _bench_model(name, sizes, args)
+    if not args.skip_single:
+        for name, sizes in MODELS.items():
+            _bench_model(name, sizes, args)
+    if args.batch > 0:
+        _bench_batch("medium (3 factors, 2 modalities, len 3)", args)
 
 
 def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> None:
@@ -216,6 +226,118 @@ def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> 
             f"    {label:62s} {t_ours * 1e3:8.4f} ms vs pymdp {t_pm * 1e3:8.4f} ms"
             f"  x{t_ours / t_pm:6.2f}"
         )
+
+
+def _bench_batch(name: str, args: argparse.Namespace) -> None:
+    """A batch of models with their own parameters: batched calls against pymdp's batched agent."""
+    n = int(args.batch)
+    sizes = MODELS[name]
+    models = [CategoricalPOMDP.random(**sizes, seed=args.seed + k) for k in range(n)]
+    first = models[0]
+    assert first.policies is not None
+
+    def stack(attr: str) -> list[torch.Tensor]:
+        return [
+            torch.stack(list(parts))
+            for parts in zip(*[getattr(m, attr) for m in models], strict=True)
+        ]
+
+    A, B, C, D = stack("A"), stack("B"), stack("C"), stack("D")
+    log_E = torch.stack([m.log_E for m in models])
+    g = torch.Generator().manual_seed(args.seed)
+    obs = torch.stack([torch.randint(k, (n,), generator=g) for k in first.num_obs], 1)
+    exact = ExactStateInference(A, batched=True)
+    evaluator = PolicyEvaluator(
+        A, B, C, first.policies, 16.0, log_E, info_gain="per_modality", batched=True
+    )
+    qs = exact.update(obs, D).qs
+    singles = [ExactStateInference(m.A) for m in models]
+    obs_rows = obs.tolist()
+    D_rows = [list(m.D) for m in models]  # type: ignore[arg-type]
+
+    def loop() -> None:
+        for engine, o, d in zip(singles, obs_rows, D_rows, strict=True):
+            engine.update(o, d)
+
+    rows = {
+        "belief update, precompiled, one call per agent in a loop (before batching)": _time(
+            loop, max(3, args.repeats // 10)
+        )
+        / n,
+        "belief update, precompiled, one batched call": _time(
+            lambda: exact.update(obs, D), args.repeats
+        )
+        / n,
+        "policy evaluation, precompiled (per-modality), one batched call": _time(
+            lambda: evaluator.evaluate(qs), args.repeats
+        )
+        / n,
+    }
+    print(f"\nbatch of {n} {name} models, each its own A, B, C, D; time per agent")
+    ref = _pymdp_batch(models, obs)
+    if ref is not None:
+        t_infer = _time(ref[0], args.repeats, ref[2]) / n
+        t_policies = _time(ref[1], args.repeats, ref[2]) / n
+        print(
+            f"  {'pymdp 1.x jitted batched belief update (FPI, 16 sweeps)':72s} {t_infer * 1e6:9.2f} us"
+        )
+        print(f"  {'pymdp 1.x jitted batched policy evaluation':72s} {t_policies * 1e6:9.2f} us")
+    for label, seconds in rows.items():
+        ratio = ""
+        if ref is not None:
+            base = t_infer if label.startswith("belief") else t_policies
+            ratio = f"  x{seconds / base:7.3f} vs pymdp"
+        print(f"  {label:72s} {seconds * 1e6:9.2f} us{ratio}")
+    if ref is None:
+        return
+    print(f"  in alternation with pymdp, {args.paired // 10} pairs each:")
+    for label, ours, theirs in (
+        ("belief update, batched", lambda: exact.update(obs, D), ref[0]),
+        ("policy evaluation, batched (per-modality)", lambda: evaluator.evaluate(qs), ref[1]),
+    ):
+        t_ours, t_pm = _paired(ours, theirs, max(50, args.paired // 10), ref[2])
+        print(
+            f"    {label:62s} {t_ours / n * 1e6:8.3f} us vs pymdp {t_pm / n * 1e6:8.3f} us"
+            f" per agent  x{t_ours / t_pm:6.3f}"
+        )
+
+
+def _pymdp_batch(
+    models: list[CategoricalPOMDP], obs: torch.Tensor
+) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[Any], Any]] | None:
+    """pymdp 1.x Agent with batch_size = len(models), each element its own model; jitted."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        from pymdp.agent import Agent
+    except ImportError:
+        return None
+    first = models[0]
+    assert first.policies is not None
+
+    def stack(attr: str) -> list[Any]:
+        return [
+            jnp.asarray(torch.stack(list(parts)).numpy())
+            for parts in zip(*[getattr(m, attr) for m in models], strict=True)
+        ]
+
+    agent = Agent(
+        A=stack("A"),
+        B=stack("B"),
+        C=stack("C"),
+        D=stack("D"),
+        E=jnp.asarray(torch.stack([m.E for m in models]).numpy()),  # type: ignore[misc]
+        policies=jnp.asarray(first.policies.numpy()),
+        policy_len=first.policy_len,
+        gamma=16.0,
+        batch_size=len(models),
+    )
+    obs_j = [jnp.asarray(obs[:, m].numpy()) for m in range(obs.shape[1])]
+    infer = jax.jit(lambda o, prior: agent.infer_states(o, prior))
+    policies = jax.jit(lambda q: agent.infer_policies(q))
+    qs = jax.block_until_ready(infer(obs_j, agent.D))
+    jax.block_until_ready(policies(qs))
+    return (lambda: infer(obs_j, agent.D)), (lambda: policies(qs)), jax.block_until_ready
 
 
 if __name__ == "__main__":

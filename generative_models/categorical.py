@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import pyro
 import pyro.distributions as dist
@@ -42,8 +42,10 @@ from aif.exact import (
     log_evidence_sequence,
 )
 from aif.handlers import horizon
+from aif.inference import JointCategorical
 from aif.maths import normalize
 from aif.planning import EFEResult, construct_policies, efe_categorical, policy_posterior
+from aif.sequence import SmoothResult, smooth_states
 
 __all__ = ["CategoricalGuide", "CategoricalPOMDP", "categorical_guide"]
 
@@ -53,13 +55,15 @@ _GUIDE_IDS = itertools.count()
 _SUM_TOL = 1e-5
 
 
-def _as_tensor_list(xs: Sequence[Any], name: str, dtype: torch.dtype) -> list[Tensor]:
+def _as_tensor_list(
+    xs: Sequence[Any], name: str, dtype: torch.dtype, device: torch.device | str | None = None
+) -> list[Tensor]:
     if isinstance(xs, Tensor):
         raise ValueError(
             f"{name} is a single tensor of shape {tuple(xs.shape)}; expected a list with one "
             "tensor per modality/factor"
         )
-    return [torch.as_tensor(x, dtype=dtype).clone() for x in xs]
+    return [torch.as_tensor(x, dtype=dtype, device=device).clone() for x in xs]
 
 
 def _check_distribution(x: Tensor, name: str, axis: int = 0) -> None:
@@ -101,6 +105,11 @@ class CategoricalPOMDP:
         Shape (n_policies, policy_len, F). Default: all control sequences
         (:func:`aif.planning.construct_policies`).
     dtype : torch.dtype, default torch.float64
+    pD : list of Tensor, optional
+        Dirichlet concentrations shaped like ``D`` (a learnable initial-state prior).
+    device : torch.device or str, optional
+        Where every tensor of the model lives (default: the CPU, or wherever ``A[0]`` is).
+        Chosen once here; the engine's functions compute on the device of their inputs.
 
     Raises
     ------
@@ -119,11 +128,18 @@ class CategoricalPOMDP:
     pB: list[Tensor] | None = None
     policies: Tensor | None = None
     dtype: torch.dtype = torch.float64
+    pD: list[Tensor] | None = None
+    device: torch.device | str | None = None
 
     def __post_init__(self) -> None:
         dt = self.dtype
-        self.A = _as_tensor_list(self.A, "A", dt)
-        self.B = _as_tensor_list(self.B, "B", dt)
+        if self.device is None:
+            first = self.A[0] if len(self.A) else None
+            self.device = first.device if isinstance(first, Tensor) else torch.device("cpu")
+        self.device = torch.device(self.device)
+        dev = self.device
+        self.A = _as_tensor_list(self.A, "A", dt, dev)
+        self.B = _as_tensor_list(self.B, "B", dt, dev)
         if len(self.A) == 0 or len(self.B) == 0:
             raise ValueError(
                 f"A has {len(self.A)} and B has {len(self.B)} entries; expected at least one modality and one factor"
@@ -144,9 +160,9 @@ class CategoricalPOMDP:
             _check_distribution(A_m, f"A[{m}]")
         no = self.num_obs
         if self.C is None:
-            self.C = [torch.zeros(n, dtype=dt) for n in no]
+            self.C = [torch.zeros(n, dtype=dt, device=dev) for n in no]
         else:
-            self.C = _as_tensor_list(self.C, "C", dt)
+            self.C = _as_tensor_list(self.C, "C", dt, dev)
         if len(self.C) != len(no):
             raise ValueError(f"C has {len(self.C)} entries; expected {len(no)} (one per modality)")
         for m, C_m in enumerate(self.C):
@@ -159,9 +175,9 @@ class CategoricalPOMDP:
                     f"C[{m}] of shape {tuple(C_m.shape)} has non-finite entries; expected finite log-preferences"
                 )
         if self.D is None:
-            self.D = [torch.full((n,), 1.0 / n, dtype=dt) for n in ns]
+            self.D = [torch.full((n,), 1.0 / n, dtype=dt, device=dev) for n in ns]
         else:
-            self.D = _as_tensor_list(self.D, "D", dt)
+            self.D = _as_tensor_list(self.D, "D", dt, dev)
         if len(self.D) != len(ns):
             raise ValueError(f"D has {len(self.D)} entries; expected {len(ns)} (one per factor)")
         for f, D_f in enumerate(self.D):
@@ -171,9 +187,9 @@ class CategoricalPOMDP:
         if int(self.policy_len) < 1:
             raise ValueError(f"policy_len={self.policy_len}; expected >= 1")
         if self.policies is None:
-            self.policies = construct_policies(self.num_controls, int(self.policy_len))
+            self.policies = construct_policies(self.num_controls, int(self.policy_len)).to(dev)
         else:
-            pol = torch.as_tensor(self.policies, dtype=torch.long)
+            pol = torch.as_tensor(self.policies, dtype=torch.long, device=dev)
             if pol.dim() != 3 or pol.shape[2] != len(ns) or pol.shape[1] != int(self.policy_len):
                 raise ValueError(
                     f"policies have shape {tuple(pol.shape)}; expected (n_policies, {self.policy_len}, {len(ns)})"
@@ -181,16 +197,16 @@ class CategoricalPOMDP:
             self.policies = pol
         n_pol = int(self.policies.shape[0])
         if self.E is None:
-            self.E = torch.full((n_pol,), 1.0 / n_pol, dtype=dt)
+            self.E = torch.full((n_pol,), 1.0 / n_pol, dtype=dt, device=dev)
         else:
-            self.E = torch.as_tensor(self.E, dtype=dt).clone()
+            self.E = torch.as_tensor(self.E, dtype=dt, device=dev).clone()
             if tuple(self.E.shape) != (n_pol,):
                 raise ValueError(
                     f"E has shape {tuple(self.E.shape)}; expected ({n_pol},) (one entry per policy)"
                 )
             _check_distribution(self.E, "E")
         if self.pA is not None:
-            self.pA = _as_tensor_list(self.pA, "pA", dt)
+            self.pA = _as_tensor_list(self.pA, "pA", dt, dev)
             if len(self.pA) != len(self.A):
                 raise ValueError(
                     f"pA has {len(self.pA)} entries; expected {len(self.A)} (one per modality)"
@@ -205,7 +221,7 @@ class CategoricalPOMDP:
                         f"pA[{m}] of shape {tuple(p.shape)} has negative or non-finite entries; expected concentrations >= 0"
                     )
         if self.pB is not None:
-            self.pB = _as_tensor_list(self.pB, "pB", dt)
+            self.pB = _as_tensor_list(self.pB, "pB", dt, dev)
             if len(self.pB) != len(self.B):
                 raise ValueError(
                     f"pB has {len(self.pB)} entries; expected {len(self.B)} (one per factor)"
@@ -219,6 +235,49 @@ class CategoricalPOMDP:
                     raise ValueError(
                         f"pB[{f}] of shape {tuple(p.shape)} has negative or non-finite entries; expected concentrations >= 0"
                     )
+        if self.pD is not None:
+            self.pD = _as_tensor_list(self.pD, "pD", dt, dev)
+            if len(self.pD) != len(ns):
+                raise ValueError(
+                    f"pD has {len(self.pD)} entries; expected {len(ns)} (one per factor)"
+                )
+            for f, p in enumerate(self.pD):
+                if tuple(p.shape) != (ns[f],) or (p < 0).any() or not torch.isfinite(p).all():
+                    raise ValueError(
+                        f"pD[{f}] has shape {tuple(p.shape)}; expected ({ns[f]},) with "
+                        "concentrations >= 0"
+                    )
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> CategoricalPOMDP:
+        """A copy of the model on another device and/or in another precision.
+
+        Parameters
+        ----------
+        device : torch.device or str, optional
+            Default: the model's device.
+        dtype : torch.dtype, optional
+            Default: the model's dtype.
+
+        Returns
+        -------
+        CategoricalPOMDP
+        """
+        return CategoricalPOMDP(
+            A=self.A,
+            B=self.B,
+            C=self.C,
+            D=self.D,
+            E=self.E,
+            policy_len=self.policy_len,
+            pA=self.pA,
+            pB=self.pB,
+            policies=self.policies,
+            dtype=dtype if dtype is not None else self.dtype,
+            pD=self.pD,
+            device=device if device is not None else self.device,
+        )
 
     # ----------------------------------------------------------------------------------------
     # Sizes
@@ -277,6 +336,7 @@ class CategoricalPOMDP:
         dirichlet: bool = False,
         concentration: float = 10.0,
         dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
     ) -> CategoricalPOMDP:
         """A random model with every column drawn uniformly and then normalised (seeded).
 
@@ -293,6 +353,9 @@ class CategoricalPOMDP:
         concentration : float, default 10.0
             Total pseudo-count per column of ``pA``/``pB``.
         dtype : torch.dtype, default torch.float64
+        device : torch.device or str, optional
+            Where the model lives; the draws are made on the CPU first, so a seed gives the same
+            model on every device.
 
         Returns
         -------
@@ -320,7 +383,9 @@ class CategoricalPOMDP:
         if dirichlet:
             pA = [concentration * a for a in A]
             pB = [concentration * b for b in B]
-        return cls(A=A, B=B, C=C, D=D, policy_len=policy_len, pA=pA, pB=pB, dtype=dtype)
+        return cls(
+            A=A, B=B, C=C, D=D, policy_len=policy_len, pA=pA, pB=pB, dtype=dtype, device=device
+        )
 
     @classmethod
     def from_dirichlet(
@@ -401,6 +466,12 @@ class CategoricalPOMDP:
     ) -> Tensor:
         """``log p(o_{0:T-1} | u)`` by enumeration (:func:`aif.exact.log_evidence_sequence`)."""
         return log_evidence_sequence(self.A, self.B, self._D, obs, actions)
+
+    def smooth(
+        self, obs: Sequence[ObsLike], actions: Tensor | Sequence[Sequence[int]] | None = None
+    ) -> SmoothResult:
+        """Posterior of every step given the whole sequence (:func:`aif.sequence.smooth_states`)."""
+        return smooth_states(self.A, self.B, self._D, obs, actions)
 
     def efe(self, qs: Sequence[Tensor], **kwargs: Any) -> EFEResult:
         """EFE of every policy from beliefs ``qs`` (:func:`aif.planning.efe_categorical`).
@@ -495,7 +566,7 @@ class CategoricalPOMDP:
         ns, F, M = self.num_states, self.num_factors, self.num_modalities
         act = None
         if actions is not None:
-            act = torch.as_tensor(actions, dtype=torch.long)
+            act = torch.as_tensor(actions, dtype=torch.long, device=self.device)
             if act.dim() == 1 and F == 1:
                 act = act.unsqueeze(-1)
             if act.dim() != 2 or act.shape[1] != F:
@@ -525,12 +596,12 @@ class CategoricalPOMDP:
                     probs = init[f].to(self.dtype)
                 else:
                     u = self._control(t - 1, f, act)
-                    probs = Vindex(B_tabs[f])[prev[f], u, :]
+                    probs = Vindex(B_tabs[f])[..., prev[f], u, :]
                 cur.append(pyro.sample(f"s_{t}_{f}", dist.Categorical(probs=probs)))
             if t > 0 or observe_initial:
-                obs_t = self._obs_at(obs, t, M)
+                obs_t = self._obs_at(obs, t, M, self.device)  # type: ignore[arg-type]
                 for m in range(M):
-                    probs = Vindex(A_tabs[m])[tuple(cur) + (slice(None),)]
+                    probs = Vindex(A_tabs[m])[(Ellipsis, *cur, slice(None))]
                     value = None if obs_t is None else obs_t[m]
                     pyro.sample(f"o_{t}_{m}", dist.Categorical(probs=probs), obs=value)
             states.append(cur)
@@ -539,7 +610,9 @@ class CategoricalPOMDP:
 
     def _control(self, t: int, f: int, act: Tensor | None) -> Tensor:
         n_u = self.num_controls[f]
-        uniform = dist.Categorical(probs=torch.full((n_u,), 1.0 / n_u, dtype=self.dtype))
+        uniform = dist.Categorical(
+            probs=torch.full((n_u,), 1.0 / n_u, dtype=self.dtype, device=self.device)
+        )
         if act is not None:
             # An intervention: the value is fixed and its (constant) prior probability is
             # left out of the free energy.
@@ -548,10 +621,16 @@ class CategoricalPOMDP:
         return pyro.sample(f"u_{t}_{f}", uniform, infer={"enumerate": "parallel"})
 
     @staticmethod
-    def _obs_at(obs: Any, t: int, M: int) -> Tensor | None:
+    def _obs_at(obs: Any, t: int, M: int, device: torch.device | None = None) -> Tensor | None:
         if obs is None or t >= len(obs) or obs[t] is None:
             return None
-        o = torch.as_tensor(obs[t], dtype=torch.long).reshape(-1)
+        raw = torch.as_tensor(obs[t])
+        if raw.is_floating_point() or raw.dtype == torch.bool:
+            raise ValueError(
+                f"model: obs[{t}] = {raw.tolist()} has dtype {raw.dtype}; expected integer outcome "
+                "indices (categorical outcomes are never rounded)"
+            )
+        o = raw.long().reshape(-1).to(device)
         if o.shape[0] != M:
             raise ValueError(
                 f"model: obs[{t}] has shape {tuple(o.shape)}; expected ({M},) (one outcome per modality)"
@@ -593,11 +672,49 @@ class CategoricalPOMDP:
             for f, p in enumerate(self.pB)
         ]
 
-    def make_guide(self, T: int | None = None, **kwargs: Any) -> CategoricalGuide:
-        """A mean-field :class:`CategoricalGuide` for this model (``T`` defaults to ``policy_len + 1``)."""
-        return CategoricalGuide(
-            self, int(T) if T is not None else int(self.policy_len) + 1, **kwargs
-        )
+    @overload
+    def make_guide(
+        self,
+        T: int | None = None,
+        structure: Literal["mean_field"] = "mean_field",
+        **kwargs: Any,
+    ) -> CategoricalGuide: ...
+
+    @overload
+    def make_guide(
+        self, T: int | None = None, *, structure: Literal["joint"], **kwargs: Any
+    ) -> JointCategorical: ...
+
+    def make_guide(
+        self,
+        T: int | None = None,
+        structure: Literal["mean_field", "joint"] = "mean_field",
+        **kwargs: Any,
+    ) -> CategoricalGuide | JointCategorical:
+        """A guide over the hidden states of ``T`` steps (default ``policy_len + 1``).
+
+        Parameters
+        ----------
+        T : int, optional
+        structure : {"mean_field", "joint"}, default "mean_field"
+            ``"mean_field"``: a :class:`CategoricalGuide` (one belief per factor and step; exact
+            for one factor at one step; takes ``learn_A``/``learn_B``). ``"joint"``: an
+            :class:`aif.inference.JointCategorical`, joint over the factors of a step and Markov
+            across steps, which holds the exact posterior of any window.
+        **kwargs
+            Passed to the guide's constructor.
+        """
+        n_steps = int(T) if T is not None else int(self.policy_len) + 1
+        if structure == "joint":
+            steps = [
+                {f"s_{t}_{f}": n for f, n in enumerate(self.num_states)} for t in range(n_steps)
+            ]
+            return JointCategorical(steps, dtype=self.dtype, device=self.device, **kwargs)
+        if structure != "mean_field":
+            raise ValueError(
+                f"make_guide: structure={structure!r}; expected 'mean_field' or 'joint'"
+            )
+        return CategoricalGuide(self, n_steps, **kwargs)
 
 
 class CategoricalGuide(PyroModule):
@@ -649,13 +766,13 @@ class CategoricalGuide(PyroModule):
         dt = pomdp.dtype
         for f, n in enumerate(self.num_states):
             if init_logits is not None:
-                init = torch.as_tensor(init_logits[f], dtype=dt).clone()
+                init = torch.as_tensor(init_logits[f], dtype=dt, device=pomdp.device).clone()
                 if tuple(init.shape) != (self.T, n):
                     raise ValueError(
                         f"CategoricalGuide: init_logits[{f}] has shape {tuple(init.shape)}; expected ({self.T}, {n})"
                     )
             else:
-                init = torch.zeros(self.T, n, dtype=dt)
+                init = torch.zeros(self.T, n, dtype=dt, device=pomdp.device)
             setattr(self, f"logits_{f}", PyroParam(init))
         if learn_A:
             if pomdp.pA is None:

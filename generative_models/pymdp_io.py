@@ -179,6 +179,21 @@ def from_pymdp(
     )
 
 
+def _require_pymdp(api: str) -> None:
+    """Import pymdp (and JAX for the 1.x API) or say how to install them."""
+    try:
+        import pymdp  # noqa: F401
+
+        if api == "1.x":
+            import jax  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            f"to_pymdp(api={api!r}) needs the optional pymdp dependency (inferactively-pymdp "
+            f"1.0.4, with JAX); install it with `pip install 'aif-offload[pymdp]'` "
+            f"(import failed: {err})"
+        ) from err
+
+
 def to_pymdp(
     pomdp: CategoricalPOMDP, api: Literal["1.x", "legacy"] = "1.x", **agent_kwargs: Any
 ) -> Any:
@@ -214,6 +229,9 @@ def to_pymdp(
     pA, pB = np_list(pomdp.pA), np_list(pomdp.pB)
     E = pomdp.E.detach().cpu().numpy()
     policies = pomdp.policies.cpu().numpy()
+    if api not in ("1.x", "legacy"):
+        raise ValueError(f"to_pymdp: api={api!r}; expected '1.x' or 'legacy'")
+    _require_pymdp(api)
     if api == "1.x":
         import jax.numpy as jnp
         from pymdp.agent import Agent

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import arviz_stats
@@ -29,14 +28,6 @@ from aif.inference import (
     fit_beliefs,
 )
 from generative_models.categorical import CategoricalPOMDP
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +142,75 @@ def test_figures_are_written_to_files(tmp_path: Path, filtered, pomdp: Categoric
     for path in paths:
         assert path.exists() and path.stat().st_size > 1000
     assert isinstance(filter_datatree(result), xr.DataTree)
+
+
+def test_belief_datatree_keeps_q_itself_with_labelled_states(pomdp: CategoricalPOMDP) -> None:
+    guide = MeanFieldCategorical({"s_0_0": 3, "s_0_1": 2})
+    result = fit_beliefs(
+        categorical_step_model(pomdp.A), guide, [1, 0], pomdp.D, num_steps=400, lr=0.1, tol=1e-6
+    )
+    assert result.beliefs is not None and not result.samples
+    tree = belief_datatree(
+        result, state_labels={"s_0_0": ["idle", "busy", "down"], "s_0_1": ["near", "far"]}
+    )
+    q = tree["beliefs"]["s_0_0"]
+    assert q.dims == ("s_0_0_state",)
+    assert list(q["s_0_0_state"].values) == ["idle", "busy", "down"]
+    assert q.values == pytest.approx(guide.beliefs()["s_0_0"].numpy())
+    assert float(q.sel(s_0_0_state="busy")) == pytest.approx(float(guide.beliefs()["s_0_0"][1]))
+    assert "posterior" not in tree.children  # no draws were asked for, none are stored
+    with pytest.raises(ValueError, match=r"state_labels\['s_0_1'\] has 1 entries; expected 2"):
+        belief_datatree(result, state_labels={"s_0_1": ["only"]})
+
+
+def test_filter_datatree_labels_states(filtered) -> None:
+    obs, result = filtered
+    tree = filter_datatree(result, obs, state_labels=[["a", "b", "c"], ["x", "y"]])
+    post = tree["beliefs"]["posterior_f1"]
+    assert post.dims == ("step", "state_f1") and list(post["state_f1"].values) == ["x", "y"]
+
+
+def test_figures_flag_unconverged_fits() -> None:
+    from aif.diagnostics import _vfe_decomposition_figure, _vfe_trace_figure
+
+    traces = {"t=0": torch.linspace(3.0, 1.0, 20), "t=1": torch.linspace(4.0, 2.0, 20)}
+    fig = _vfe_trace_figure(traces, None, torch.tensor([True, False]))
+    ax = fig.axes[0]
+    assert "not converged: t=1" in ax.get_title()
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "t=1 (NOT converged)" in labels and "t=0" in labels
+    with pytest.raises(ValueError, match="converged has 1 flags for 2 traces"):
+        _vfe_trace_figure(traces, None, [True])
+    ds = xr.Dataset(
+        {
+            "vfe_terms": (("step", "term"), torch.ones(2, 3).numpy()),
+            "converged": (("step",), [1, 0]),
+        },
+        coords={"term": list(VFE_TERMS)},
+    )
+    fig = _vfe_decomposition_figure(ds)
+    ax = fig.axes[0]
+    assert "not converged (step 1)" in ax.get_title()
+    hatched = [bar.get_hatch() for bar in ax.patches]
+    assert hatched.count("//") == 3 and hatched.count(None) == 3
+
+
+def test_efe_figure_names_policies_by_their_actions_and_shows_q_pi(pomdp: CategoricalPOMDP) -> None:
+    from aif.diagnostics import _efe_figure, policy_labels
+
+    assert pomdp.policies is not None
+    labels = policy_labels(pomdp.policies, [["left", "right"], ["stay"]])
+    assert labels[:3] == ["left>left", "left>right", "right>left"]
+    assert policy_labels(torch.tensor([[[0, 1], [1, 2]]]))[0] == "u0=0,u1=1>u0=1,u1=2"
+    qs = [
+        torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64),
+        torch.tensor([0.5, 0.5], dtype=torch.float64),
+    ]
+    efe = pomdp.efe(qs)
+    ds = efe_decomposition(efe, pomdp.policies, pomdp.policy_posterior(efe.efe))
+    fig = _efe_figure(ds, 32, [["left", "right"], ["stay"]], True)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    order = efe.efe.argsort(stable=True).tolist()
+    assert ticks == [labels[i] for i in order]
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "q(pi)"
+    assert "q(pi)" in [t.get_text() for t in fig.legends[0].get_texts()]

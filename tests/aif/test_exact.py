@@ -204,3 +204,91 @@ def test_precompiled_update_validates_once_and_rejects_out_of_range_outcomes() -
         ExactStateInference([A[0], A[1].float()])
     with pytest.raises(IndexError, match="below 4"):
         ExactStateInference(A).update([4, 0], D)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (1.9, r"obs\[0\] = 1.9 is a float"),
+        (torch.tensor(1.0), r"obs\[0\] = 1.0 is a torch.float32 scalar"),
+        (torch.tensor([1.0]), r"obs\[0\] = 1.0 is a torch.float32 scalar of shape \(1,\)"),
+        (True, r"obs\[0\] = True is a bool"),
+        (torch.tensor([0.2, 0.2, 0.2, 0.2]), r"does not sum to one"),
+    ],
+)
+def test_observations_are_never_rounded_to_an_index(bad, match) -> None:
+    A, _, D = _model(10)
+    with pytest.raises(ValueError, match=match):
+        infer_states_exact(A, [bad, 1], D)
+    with pytest.raises(ValueError, match=match):
+        infer_states_fpi(A, [bad, 1], D)
+
+
+def test_negative_outcome_indices_raise_as_documented() -> None:
+    A, _, D = _model(11)
+    doc = ExactStateInference.update.__doc__ or ""
+    assert "negative index" in doc and "IndexError" in doc
+    assert "counts from the end" not in doc
+    engine = ExactStateInference(A)
+    for obs in ([-1, 0], [0, 3], [True, 0], [1.0, 0]):
+        with pytest.raises(IndexError, match=r"expected integer outcome indices below"):
+            engine.update(obs, D)  # type: ignore[arg-type]
+
+
+def _batch(seed: int, ns=(3, 2), no=(4, 3), batch: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.stack([torch.randint(n, (batch,), generator=g) for n in no], 1)
+    prior = [torch.softmax(torch.randn(batch, n, generator=g, dtype=torch.float64), -1) for n in ns]
+    return obs, prior
+
+
+@pytest.mark.parametrize("ns,no", [((3, 2), (4, 3)), ((4,), (3, 2)), ((4, 3, 3), (5, 4))])
+def test_batched_updates_equal_one_update_per_element(ns, no) -> None:
+    A, _, _ = _model(12, ns=ns, no=no, nu=[1] * len(ns))
+    obs, prior = _batch(13, ns, no)
+    engine = ExactStateInference(A)
+    fast = engine.update(obs, prior)
+    checked = infer_states_exact(A, obs, prior)
+    fpi = infer_states_fpi(A, obs, prior)
+    assert fast.joint is not None and fast.joint.shape == (5, *ns)
+    for b in range(5):
+        one = infer_states_exact(A, obs[b].tolist(), [p[b] for p in prior])
+        one_fpi = infer_states_fpi(A, obs[b].tolist(), [p[b] for p in prior])
+        assert one.log_evidence is not None and fast.log_evidence is not None
+        assert checked.log_evidence is not None
+        assert float(fast.log_evidence[b]) == pytest.approx(float(one.log_evidence), abs=PARITY)
+        assert float(checked.log_evidence[b]) == pytest.approx(float(one.log_evidence), abs=PARITY)
+        for f in range(len(ns)):
+            assert torch.allclose(fast.qs[f][b], one.qs[f], atol=PARITY, rtol=0)
+            assert torch.allclose(checked.qs[f][b], one.qs[f], atol=PARITY, rtol=0)
+            assert torch.allclose(fpi[f][b], one_fpi[f], atol=PARITY, rtol=0)
+
+
+def test_batched_models_and_probability_vector_observations() -> None:
+    models = [_model(s) for s in range(4)]
+    A = [torch.stack([m[0][k] for m in models]) for k in range(2)]
+    D = [torch.stack([m[2][f] for m in models]) for f in range(2)]
+    obs, _ = _batch(14, batch=4)
+    fast = ExactStateInference(A, batched=True).update(obs, D)
+    soft = [torch.nn.functional.one_hot(obs[:, 0], 4).double(), obs[:, 1]]
+    checked = infer_states_exact(A, soft, D)
+    for b, (A_b, _, D_b) in enumerate(models):
+        one = infer_states_exact(A_b, obs[b].tolist(), D_b)
+        for f in range(2):
+            assert torch.allclose(fast.qs[f][b], one.qs[f], atol=PARITY, rtol=0)
+            assert torch.allclose(checked.qs[f][b], one.qs[f], atol=PARITY, rtol=0)
+    with pytest.raises(ValueError, match=r"expected an integer tensor of shape \(4, 2\)"):
+        ExactStateInference(A, batched=True).update([0, 1], D)
+    with pytest.raises(ValueError, match=r"obs\[1\] holds outcome 7; expected indices in 0..2"):
+        infer_states_exact(A, torch.tensor([[0, 7]] * 4), D)
+
+
+def test_batched_prediction_uses_each_elements_action() -> None:
+    _, B, D = _model(15)
+    qs = [d.expand(3, -1) for d in D]
+    action = torch.tensor([[0, 1], [1, 2], [1, 0]])
+    out = predict_states(qs, B, action)
+    for b in range(3):
+        one = predict_states(D, B, action[b])
+        for f in range(2):
+            assert torch.allclose(out[f][b], one[f])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -11,19 +9,11 @@ import torch
 
 from aif.exact import infer_states_exact, vfe_categorical
 from aif.free_energy import efe_mc, efe_mc_detail, vfe
+from aif.handlers import add_preferences
 from aif.inference import MeanFieldCategorical, categorical_step_model
 from aif.maths import log_softmax
 from aif.planning import efe_categorical
 from generative_models.categorical import CategoricalPOMDP
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Small tensors: extra threads only contend with the other test workers.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +233,54 @@ def test_efe_mc_needs_sampled_observation_sites(pomdp: CategoricalPOMDP) -> None
         )
     with pytest.raises(ValueError, match="is observed"):
         efe_mc(pomdp.model, None, obs=[[0, 1], [1, 1]], num_particles=10)
+
+
+def test_mc_efe_scores_each_future_step_with_its_own_column_of_C() -> None:
+    pomdp = CategoricalPOMDP.random([3], [3], [2], policy_len=2, seed=0)
+    # Two very different columns: step 0 prefers outcome 0, step 1 prefers outcome 2.
+    pomdp.C = [torch.tensor([[3.0, -2.0], [0.0, 0.0], [-2.0, 3.0]], dtype=torch.float64)]
+    qs = [torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)]
+    exact = pomdp.efe(qs)
+    mc = _efe_mc(pomdp, qs, 4000)
+    assert float((mc.pragmatic_value - exact.pragmatic_value).abs().max()) < 0.05
+    assert float((mc.efe - exact.efe).abs().max()) < 0.05
+    # The same table read one step late gives other numbers: the check can fail.
+    late = efe_mc(
+        pomdp.model,
+        pomdp.policies,
+        obs=None,
+        prior=qs,
+        T=3,
+        observe_initial=False,
+        log_C={
+            "o_1_0": log_softmax(pomdp.C[0][:, 1], dim=0),
+            "o_2_0": log_softmax(pomdp.C[0][:, 1], dim=0),
+        },
+        num_particles=4000,
+    )
+    assert float((late.pragmatic_value - exact.pragmatic_value).abs().max()) > 0.3
+
+
+def test_add_preferences_counts_columns_from_the_first_future_step() -> None:
+    log_c = torch.log_softmax(torch.tensor([[2.0, -1.0], [0.0, 3.0]], dtype=torch.float64), 0)
+    handler = add_preferences([log_c], first_step=1)
+    assert torch.allclose(handler._fn("o_1_0", torch.tensor(0)), log_c[0, 0])
+    assert torch.allclose(handler._fn("o_2_0", torch.tensor(1)), log_c[1, 1])
+    assert torch.allclose(handler._fn("o_7_0", torch.tensor(1)), log_c[1, 1])  # last repeats
+    with pytest.raises(ValueError, match="before first_step=1"):
+        handler._fn("o_0_0", torch.tensor(0))
+
+
+@pytest.mark.filterwarnings("ignore::aif.inference.ConvergenceWarning")
+def test_mixed_vfe_enumerates_states_and_samples_dirichlet_tables() -> None:
+    pomdp = CategoricalPOMDP.random([3], [4], [2], seed=1, dirichlet=True)
+    with pyro.settings.context(module_local_params=True):
+        guide = pomdp.make_guide(T=1, learn_A=True)
+    with pytest.raises(ValueError, match="without enumerable support: A_0"):
+        vfe(pomdp.model, guide, [[2]], learn_A=True)
+    a = vfe(pomdp.model, guide, [[2]], learn_A=True, method="mixed", num_particles=2000, seed=3)
+    b = vfe(pomdp.model, guide, [[2]], learn_A=True, method="mixed", num_particles=2000, seed=3)
+    assert torch.equal(a.vfe, b.vfe)
+    assert float(a.vfe) == pytest.approx(float(a.complexity - a.accuracy), abs=1e-10)
+    mc = vfe(pomdp.model, guide, [[2]], learn_A=True, method="mc", num_particles=20000, seed=4)
+    assert float(a.vfe) == pytest.approx(float(mc.vfe), abs=0.05)

@@ -278,3 +278,72 @@ def test_policy_evaluator_validates_at_construction() -> None:
         PolicyEvaluator(A, B, C, policies, log_E=torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="controls 0..1"):
         PolicyEvaluator(A, B, C, policies + 1)
+
+
+def _stack(xs):
+    return [torch.stack(list(parts)) for parts in zip(*xs, strict=True)]
+
+
+@pytest.mark.parametrize("info_gain", ["joint", "per_modality"])
+def test_batched_efe_and_evaluator_equal_one_call_per_element(info_gain: str) -> None:
+    models = [_model(seed) for seed in range(4)]
+    for model in models:
+        C_m = model[3]
+        C_m[0] = torch.randn(C_m[0].shape[0], 2, dtype=torch.float64)  # time-indexed, per model
+    policies = construct_policies([2, 3], policy_len=2)
+    pA = [[4.0 * a + 0.1 for a in m[1]] for m in models]
+    pB = [[3.0 * b + 0.2 for b in m[2]] for m in models]
+    qs = [torch.stack([m[0][f] for m in models]) for f in range(2)]
+    log_E = torch.log_softmax(torch.randn(4, policies.shape[0], dtype=torch.float64), -1)
+    kwargs = dict(use_param_info_gain=True, info_gain=info_gain)
+    # One model shared by the batch.
+    _, A0, B0, C0 = models[0]
+    shared = efe_categorical(qs, A0, B0, C0, policies, pA[0], pB[0], **kwargs)  # type: ignore[arg-type]
+    evaluator = PolicyEvaluator(A0, B0, C0, policies, 8.0, log_E[0], info_gain=info_gain)  # type: ignore[arg-type]
+    fast = evaluator.evaluate(qs)
+    # One model per batch element.
+    A, B, C = (
+        _stack([m[1] for m in models]),
+        _stack([m[2] for m in models]),
+        _stack([m[3] for m in models]),
+    )
+    own = efe_categorical(qs, A, B, C, policies, _stack(pA), _stack(pB), **kwargs)  # type: ignore[arg-type]
+    own_fast = PolicyEvaluator(
+        A, B, C, policies, 8.0, log_E, info_gain=info_gain, batched=True
+    ).evaluate(qs)  # type: ignore[arg-type]
+    for b, (q_b, A_b, B_b, C_b) in enumerate(models):
+        ref_shared = efe_categorical(q_b, A0, B0, C0, policies, pA[0], pB[0], **kwargs)  # type: ignore[arg-type]
+        ref_own = efe_categorical(q_b, A_b, B_b, C_b, policies, pA[b], pB[b], **kwargs)  # type: ignore[arg-type]
+        for name in ref_own._fields:
+            assert torch.allclose(getattr(shared, name)[b], getattr(ref_shared, name), atol=1e-12)
+            assert torch.allclose(getattr(own, name)[b], getattr(ref_own, name), atol=1e-12)
+        plain = efe_categorical(q_b, A_b, B_b, C_b, policies, info_gain=info_gain)  # type: ignore[arg-type]
+        plain0 = efe_categorical(q_b, A0, B0, C0, policies, info_gain=info_gain)  # type: ignore[arg-type]
+        assert torch.allclose(own_fast.efe.efe[b], plain.efe, atol=1e-10)
+        assert torch.allclose(fast.efe.risk[b], plain0.risk, atol=1e-10)
+        assert torch.allclose(
+            own_fast.q_pi[b], policy_posterior(plain.efe, 8.0, log_E[b]), atol=1e-10
+        )
+        assert torch.allclose(fast.q_pi[b], policy_posterior(plain0.efe, 8.0, log_E[0]), atol=1e-10)
+
+
+def test_batched_action_selection_equals_one_selection_per_element() -> None:
+    policies = construct_policies([2, 3], policy_len=2)
+    g = torch.Generator().manual_seed(0)
+    q_pi = torch.softmax(torch.randn(6, policies.shape[0], generator=g, dtype=torch.float64), -1)
+    for sampling in ("full", "marginal"):
+        chosen = select_action(q_pi, policies, sampling=sampling)  # type: ignore[arg-type]
+        assert chosen.shape == (6, 2)
+        for b in range(6):
+            one = select_action(q_pi[b], policies, sampling=sampling)  # type: ignore[arg-type]
+            assert chosen[b].tolist() == one.tolist()
+        first = select_action(
+            q_pi, policies, "stochastic", torch.Generator().manual_seed(3), sampling=sampling
+        )  # type: ignore[arg-type]
+        again = select_action(
+            q_pi, policies, "stochastic", torch.Generator().manual_seed(3), sampling=sampling
+        )  # type: ignore[arg-type]
+        assert torch.equal(first, again)
+    marginals = action_marginals(q_pi, policies, [2, 3])
+    assert marginals[1].shape == (6, 3)
+    assert torch.allclose(marginals[1].sum(-1), torch.ones(6, dtype=torch.float64))

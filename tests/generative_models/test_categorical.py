@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import pyro
 import pytest
@@ -14,6 +15,15 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from aif.exact import vfe_categorical
 from aif.handlers import condition_on_policy, set_horizon
 from generative_models.categorical import CategoricalPOMDP, categorical_guide
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny tensors: one thread is fastest, and two test workers share the cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _empty_guide(*args, **kwargs) -> None:
@@ -170,3 +180,61 @@ def test_closed_form_shortcuts_match_the_engine(pomdp: CategoricalPOMDP) -> None
     assert float(filt.log_evidence.sum()) == pytest.approx(
         float(pomdp.log_evidence([[1, 1], [0, 2]], [[0, 1]]))
     )
+
+
+def test_model_refuses_rounded_observations(pomdp: CategoricalPOMDP) -> None:
+    with pytest.raises(ValueError, match=r"obs\[0\] = \[1.89.*\] has dtype torch.float32"):
+        pyro.poutine.trace(pomdp.model).get_trace([[1.9, 0.0]])
+
+
+def test_to_moves_and_casts_every_tensor(pomdp: CategoricalPOMDP) -> None:
+    single = pomdp.to(dtype=torch.float32)
+    assert single.dtype == torch.float32 and single.device == torch.device("cpu")
+    for name in ("A", "B", "C", "D", "pA", "pB"):
+        assert all(x.dtype == torch.float32 for x in getattr(single, name)), name
+    assert single.E is not None and single.E.dtype == torch.float32
+    assert torch.equal(single.policies, pomdp.policies)  # type: ignore[arg-type]
+    assert torch.allclose(single.A[0].double(), pomdp.A[0], atol=1e-7)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_cuda_keeps_every_tensor_there(pomdp: CategoricalPOMDP) -> None:
+    gpu = CategoricalPOMDP.random(
+        [3, 2], [4, 3], [2, 3], policy_len=2, seed=1, dirichlet=True, device="cuda"
+    )
+    for name in ("A", "B", "C", "D", "pA", "pB"):
+        assert all(x.device.type == "cuda" for x in getattr(gpu, name)), name
+    assert gpu.policies is not None and gpu.policies.device.type == "cuda"
+    # The same seed gives the same model on every device.
+    assert torch.allclose(gpu.A[1].cpu(), pomdp.A[1])
+    qs = [d for d in gpu.D]  # type: ignore[union-attr]
+    cpu_efe = pomdp.efe([d for d in pomdp.D])  # type: ignore[union-attr]
+    gpu_efe = gpu.efe(qs)
+    assert gpu_efe.efe.device.type == "cuda"
+    assert torch.allclose(gpu_efe.efe.cpu(), cpu_efe.efe, atol=1e-10)
+
+
+def test_initial_state_concentrations_are_validated() -> None:
+    base = CategoricalPOMDP.random([3], [2], [2], seed=0)
+    ok = CategoricalPOMDP(A=base.A, B=base.B, pD=[torch.tensor([1.0, 2.0, 0.0])])
+    assert ok.pD is not None and ok.pD[0].dtype == torch.float64
+    with pytest.raises(ValueError, match=r"pD\[0\] has shape \(2,\); expected \(3,\)"):
+        CategoricalPOMDP(A=base.A, B=base.B, pD=[torch.ones(2)])
+
+
+def test_joint_guide_and_smoother_of_the_model(pomdp: CategoricalPOMDP) -> None:
+    from aif.inference import JointCategorical, fit_beliefs
+
+    guide = pomdp.make_guide(T=2, structure="joint")
+    assert isinstance(guide, JointCategorical)
+    assert [name for name, _ in guide.steps[1]] == ["s_1_0", "s_1_1"]
+    obs, actions = [[1, 0], [3, 2]], [[1, 2]]
+    fit = fit_beliefs(
+        pomdp.model, guide, obs, actions, num_steps=1500, lr=0.2, lr_decay=1.0, tol=1e-7
+    )
+    smoothed = pomdp.smooth(obs, actions)
+    assert abs(float(fit.final.vfe + smoothed.log_evidence)) < 1e-3
+    assert float((guide.joint(0) - smoothed.joint[0]).abs().max()) < 1e-3
+    assert float(smoothed.log_evidence) == pytest.approx(float(pomdp.log_evidence(obs, actions)))
+    with pytest.raises(ValueError, match="structure='bethe'"):
+        pomdp.make_guide(T=1, structure="bethe")  # type: ignore[call-overload]

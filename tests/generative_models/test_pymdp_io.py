@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -65,3 +67,13 @@ def test_from_mapping_broadcasts_sparse_likelihoods() -> None:
 def test_unknown_api_is_rejected() -> None:
     with pytest.raises(ValueError, match="api='2.0'"):
         to_pymdp(_model(), "2.0")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("missing,api", [("jax", "1.x"), ("pymdp", "legacy")])
+def test_missing_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, missing: str, api: str
+) -> None:
+    # A module set to None in sys.modules cannot be imported, as on a machine without it.
+    monkeypatch.setitem(sys.modules, missing, None)
+    with pytest.raises(ImportError, match=r"pip install 'aif-offload\[pymdp\]'"):
+        to_pymdp(_model(), api)  # type: ignore[arg-type]
