@@ -206,5 +206,7 @@ def test_a_policy_of_ones_own_registers_and_is_evaluated() -> None:
     obj = EdgeZero()
     by_object = evaluate_policy(obj, ScenarioConfig.preset("paper", tasks_per_episode=20))
     assert by_name.policy == by_object.policy == "edge_zero"
-    assert by_name.values("completion_rate").tolist() == by_object.values("completion_rate").tolist()
+    assert (
+        by_name.values("completion_rate").tolist() == by_object.values("completion_rate").tolist()
+    )
     assert obj.seen == 20
