@@ -181,20 +181,25 @@ def test_dask_workers_give_the_same_numbers_as_one_process(tmp_path: Path):
     "agent", [a for a in learner_names() if learner_spec(a).family == "active-inference"]
 )
 def test_every_active_inference_variant_trains(agent: str):
+    structured = learner_spec(agent).factory.endswith("build_structured_agent")
+    settings = (
+        (("futures", 2), ("fit_steps", 3))
+        if structured
+        else (("candidates", 8), ("elites", 2), ("iterations", 1), ("fit_steps", 3))
+    )
     cfg = TrainConfig(
-        agent=agent,
-        episodes=1,
-        seeds=(0,),
-        tasks_per_episode=8,
-        eval_every=0,
-        settings=(("candidates", 8), ("elites", 2), ("iterations", 1), ("fit_steps", 3)),
+        agent=agent, episodes=1, seeds=(0,), tasks_per_episode=8, eval_every=0, settings=settings
     )
     recs = train_seed(cfg, 0, progress=False)["records"]
     assert len(recs) == 1 and np.isfinite(recs[0]["learn_stat"])
     parts = np.asarray(recs[0]["extras"]["efe_parts"])
     assert parts.shape == (8, 5) and np.isfinite(parts).all()
     if dict(learner_spec(agent).preset).get("info_gain_weight") == 0:
-        np.testing.assert_allclose(parts[:, 0], -parts[:, 1], rtol=1e-6)  # efe = -pragmatic
+        if structured:  # efe = -pragmatic - discount * future, no information gain
+            assert np.all(parts[:, 2] == 0.0)
+            np.testing.assert_allclose(parts[:, 0], -parts[:, 1] - 0.5 * parts[:, 3], rtol=1e-9)
+        else:
+            np.testing.assert_allclose(parts[:, 0], -parts[:, 1], rtol=1e-6)  # efe = -pragmatic
 
 
 def _train(out: Path, *extra: str) -> subprocess.CompletedProcess:
