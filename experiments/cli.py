@@ -80,6 +80,12 @@ def simulate(
     episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 5,
     seed: Annotated[int, typer.Option(help="Base seed; episode k uses seed + k.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the metrics to this netCDF file.")] = None,
+    scenario_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A scenario as JSON or YAML (ScenarioConfig fields); replaces --scenario."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate reference policies on a scenario and print the metrics table."""
     from baselines import policy_names
@@ -98,9 +104,24 @@ def simulate(
         _fail(f"--episodes {episodes} must be >= 1")
     if out is not None and out.is_dir():
         _fail(f"--out {out} is a folder; give a .nc file name")
+    config = None
+    if scenario_file is not None:
+        from experiments.runconfig import load_scenario_file
+
+        try:
+            config = load_scenario_file(scenario_file)
+        except ValueError as err:
+            _fail(f"--scenario-file: {err}")
     from experiments.simulate import main
 
-    main(policy=names, scenario=scenario, tmax=tmax, episodes=episodes, seed=seed, out=out)
+    main(
+        policy=names,
+        scenario=scenario if config is None else config,
+        tmax=tmax,
+        episodes=episodes,
+        seed=seed,
+        out=out,
+    )
 
 
 @app.command()
@@ -186,6 +207,12 @@ def train(
         Path, typer.Option(help="Run folder: run.json, checkpoints/, results.nc.")
     ] = Path("runs/train"),
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    scenario_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A scenario as JSON or YAML (ScenarioConfig fields); replaces --scenario."
+        ),
+    ] = None,
 ) -> None:
     """Train a learner (active inference or deep RL); resumable from the run folder's checkpoints."""
     from experiments.learners import learner_names
@@ -209,11 +236,21 @@ def train(
             _fail(
                 f"--references {unknown} unknown; expected 'all', '' or names from {policy_names()}"
             )
+    scenario_json = None
+    if scenario_file is not None:
+        from experiments.runconfig import load_scenario_file
+
+        try:
+            loaded = load_scenario_file(scenario_file)
+        except ValueError as err:
+            _fail(f"--scenario-file: {err}")
+        scenario_json, scenario = loaded.model_dump_json(), loaded.name
     try:
         seed_list = _parse_seeds(seeds)
         settings = tuple(parse_setting(text) for text in (setting or []))
         cfg = TrainConfig(
             agent=agent,
+            scenario_json=scenario_json,
             scenario=scenario,
             t_max=tmax,
             episodes=episodes,

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 __all__ = [
     "TrainConfig",
     "apply_settings",
+    "load_scenario_file",
     "episode_seed",
     "eval_seed",
     "make_env",
@@ -60,6 +62,9 @@ class TrainConfig:
         Partial observability of the server readings (noise std, delay in decisions).
     settings : tuple of (str, value) pairs
         Learner-specific settings (hyperparameters), validated by the learner.
+    scenario_json : str or None
+        A whole scenario (``ScenarioConfig`` as JSON, e.g. from ``--scenario-file``) used
+        instead of the preset ``scenario`` names; ``scenario`` then only labels it.
     """
 
     agent: str = "aif"
@@ -75,11 +80,12 @@ class TrainConfig:
     obs_noise: float = 0.0
     obs_delay: int = 0
     settings: tuple[tuple[str, Any], ...] = field(default=())
+    scenario_json: str | None = None
 
     def __post_init__(self) -> None:
         from environments import PRESETS
 
-        if self.scenario not in PRESETS:
+        if self.scenario_json is None and self.scenario not in PRESETS:
             raise ValueError(
                 f"scenario {self.scenario!r} is unknown; expected one of {list(PRESETS)}"
             )
@@ -150,12 +156,11 @@ def eval_seed(seed: int, episode: int) -> int:
 
 
 def make_env(config: TrainConfig, t_max: float | None = None) -> Any:
-    """The unwrapped registered environment of the config's scenario, with its t_max."""
+    """The unwrapped environment of the config's scenario (preset or file), with its t_max."""
     import gymnasium as gym
 
-    from environments import ENV_IDS
+    from environments import ENV_IDS, CloudEdgeOffloadEnv, ScenarioConfig
 
-    env_id = {preset: env_id for env_id, preset in ENV_IDS.items()}[config.scenario]
     kwargs: dict[str, Any] = {"t_max": config.t_max if t_max is None else t_max}
     if config.tasks_per_episode is not None:
         kwargs["tasks_per_episode"] = config.tasks_per_episode
@@ -164,6 +169,11 @@ def make_env(config: TrainConfig, t_max: float | None = None) -> Any:
             "noise_std": config.obs_noise,
             "delay_steps": config.obs_delay,
         }
+    if config.scenario_json is not None:
+        return CloudEdgeOffloadEnv(
+            ScenarioConfig.model_validate_json(config.scenario_json), **kwargs
+        )
+    env_id = {preset: env_id for env_id, preset in ENV_IDS.items()}[config.scenario]
     return gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
 
 
@@ -229,3 +239,44 @@ def apply_settings(
         updates[name][key] = value
     # One replace per config, so fields checked against each other see all new values at once.
     return {name: dataclasses.replace(cfg, **updates[name]) for name, cfg in defaults.items()}
+
+
+def load_scenario_file(path: str | Path) -> Any:
+    """A validated ``ScenarioConfig`` from a JSON or YAML file (``.yaml``/``.yml``).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and what is wrong (unreadable, not a mapping, or the first
+        invalid field with its allowed range).
+    """
+    import pydantic
+
+    from environments import ScenarioConfig
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as err:
+        raise ValueError(f"scenario file {file}: cannot be read ({err.strerror})") from None
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as err:  # the parsers raise their own error types
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"scenario file {file}: not valid {file.suffix or 'JSON'} ({first})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"scenario file {file}: expected a mapping of ScenarioConfig fields")
+    try:
+        return ScenarioConfig.model_validate(data)
+    except pydantic.ValidationError as err:
+        e = err.errors()[0]
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(x) for x in e["loc"])
+        raise ValueError(f"scenario file {file}: {where + ': ' if where else ''}{msg}") from None

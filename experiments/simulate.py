@@ -179,7 +179,7 @@ def _fmt(r: SimulationResult, metric: str, digits: int) -> str:
 
 def main(
     policy: str | list[str],
-    scenario: str,
+    scenario: str | ScenarioConfig,
     tmax: float,
     episodes: int,
     seed: int,
@@ -191,8 +191,8 @@ def main(
     ----------
     policy : str or list of str
         A name from ``baselines.POLICY_NAMES``, a list of them, or ``"all"``.
-    scenario : str
-        Preset name (``"paper"`` or ``"large"``).
+    scenario : str or ScenarioConfig
+        A preset name (``environments.PRESETS``) or a whole configuration.
     tmax : float
         ``t_max`` in seconds.
     episodes : int
@@ -209,7 +209,12 @@ def main(
     for name in names:
         if name not in policy_names():
             raise ValueError(f"unknown policy {name!r}; expected 'all' or one of {policy_names()}")
-    cfg = ScenarioConfig.preset(scenario, t_max=tmax)
+    cfg = (
+        ScenarioConfig.preset(scenario, t_max=tmax)
+        if isinstance(scenario, str)
+        else scenario.with_overrides(t_max=tmax)
+    )
+    scenario = cfg.name
     # A fixed width keeps the table readable when the output is captured (no terminal).
     console = Console(width=None if sys.stdout.isatty() else 200)
     results = []
