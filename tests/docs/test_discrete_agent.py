@@ -16,7 +16,7 @@ EXAMPLE = ROOT / "examples" / "discrete_agent_tmaze.py"
 def python_blocks(text: str) -> list[str]:
     import re
 
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    return re.findall(r"^```python[^\n]*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
 
 
 def test_discrete_agent_page_runs(monkeypatch: pytest.MonkeyPatch) -> None:
