@@ -6,7 +6,7 @@ Each command is a thin shell over a function in `experiments`; heavy imports hap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -320,19 +320,45 @@ def report(
     window: Annotated[int, typer.Option(min=1, help="Final episodes averaged.")] = 10,
 ) -> None:
     """Print the agent's final metrics beside the reference policies, and its convergence speed."""
-    import xarray as xr
-
     from experiments.report import print_training_summary
 
-    if not results.exists():
-        raise typer.BadParameter(f"result file {results} does not exist")
-    tree = xr.open_datatree(results, engine="h5netcdf")
+    tree = _open_results(results)
+    if window < 1:
+        _fail(f"--window {window} must be >= 1")
     print_training_summary(tree, window)
 
 
+def _open_results(path: Path) -> Any:
+    """The results DataTree of `aif train` at ``path``, or a one-line error (exit 2)."""
+    import xarray as xr
+
+    if not path.is_file():
+        _fail(f"result file {path} does not exist (give the results.nc of `aif train`)")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf")
+    except Exception as err:  # netCDF readers raise many kinds for a damaged file
+        _fail(f"result file {path} cannot be read as netCDF ({type(err).__name__})")
+    if "episodes" not in tree.children:
+        _fail(f"result file {path} is not a results file of `aif train` (no /episodes group)")
+    return tree
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors are one line on stderr with exit code 2."""
+    # Click's UsageError (bad or missing options, arguments or commands), reached through
+    # typer's BadParameter, whichever click typer is built on.
+    usage_error = typer.BadParameter.__base__
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as err:  # type: ignore[misc]
+        message = err.format_message()
+        if message:  # empty when no command was given: the help was printed
+            typer.echo(f"aif: error: {message}", err=True)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        typer.echo("aif: aborted", err=True)
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
