@@ -200,7 +200,7 @@ class RandomState:
     def __init__(self, seed: int) -> None:
         saved = self.capture()
         random.seed(seed)
-        np.random.seed(seed % 2**32)
+        np.random.seed(seed % 2**32)  # noqa: NPY002 (the libraries draw from it)
         torch.manual_seed(seed)
         self.state = self.capture()
         self.restore(saved)
@@ -210,7 +210,7 @@ class RandomState:
         """The current global generator states."""
         state: dict[str, Any] = {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": np.random.get_state(),  # noqa: NPY002
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -221,7 +221,7 @@ class RandomState:
     def restore(state: dict[str, Any]) -> None:
         """Set the global generators to ``state``."""
         random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        np.random.set_state(state["numpy"])  # noqa: NPY002
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])

@@ -142,7 +142,9 @@ class TianshouOffPolicyRunner(ABC):
         with self.rng.active():
             self.policy, self.algorithm, self.buffer = self._build(obs_dim, view)
         self.venv = DummyVectorEnv([lambda v=v: v for v in self.views])  # type: ignore[misc]
-        self.collector = Collector(self.algorithm, self.venv, self.buffer, exploration_noise=True)
+        self.collector: Any = Collector(
+            self.algorithm, self.venv, self.buffer, exploration_noise=True
+        )
         self.timer = ForwardTimer(self.policy)
         self.env_steps = 0
         self.gradient_steps = 0
@@ -153,6 +155,7 @@ class TianshouOffPolicyRunner(ABC):
 
     def _schedules(self) -> None:
         """Set exploration and replay schedules from :attr:`env_steps` (none by default)."""
+        return None
 
     @staticmethod
     def _loss(stats: Any) -> float:
@@ -165,6 +168,7 @@ class TianshouOffPolicyRunner(ABC):
 
     def _set_counters(self, counters: dict[str, Any]) -> None:
         """Restore :meth:`_counters`."""
+        return None
 
     # ------------------------------------------------------------------ training
     def train_round(self, env_seeds: Sequence[int]) -> list[EpisodeLog]:
