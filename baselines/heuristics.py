@@ -214,13 +214,13 @@ class FrugalPolicy:
 class EdgeFirstPolicy:
     """Edges first, the cloud for the overflow: the paper's division of labour as a rule.
 
-    The task goes to an idle edge server (full grant, nearest first) when one is predicted to
-    complete it; otherwise to the cloud grant among ``levels`` predicted to finish soonest;
-    otherwise to the edge whose queue is predicted to finish it soonest; a task nothing completes
-    is rejected at once. So edges take what they can without queueing and the cloud absorbs the
-    overflow, the loss system of Erlang's formula. Predictions come from
-    ``env.evaluate_actions`` on the true server state with the expected channel, as for
-    :class:`GreedyPolicy`; it knows nothing of future tasks.
+    The edges answer more accurately and the cloud faster, so a task waits for an edge at most
+    as long as the cloud would take to answer it: it goes to the edge (full grant) predicted to
+    finish it soonest among those that complete it and whose queueing delay is no longer than
+    the cloud's predicted latency; otherwise to the cloud grant among ``levels`` predicted to
+    finish soonest; otherwise to any edge that completes it; a task nothing completes is
+    rejected at once. Predictions come from ``env.evaluate_actions`` on the true server state
+    with the expected channel, as for :class:`GreedyPolicy`; it knows nothing of future tasks.
     """
 
     name = "edge_first"
@@ -233,20 +233,20 @@ class EdgeFirstPolicy:
 
     def act(self, env: CloudEdgeOffloadEnv, obs: np.ndarray) -> dict[str, Any]:
         edges = np.flatnonzero(~env.server_is_cloud)
-        edge_out = env.evaluate_actions(edges, np.ones((edges.size, 3)))
-        idle = edge_out.completed & (edge_out.queueing <= 0.0)
-        if idle.any():
-            dist = np.asarray(obs)[env.obs_layout["distance"]][edges]
-            k = int(np.argmin(np.where(idle, dist, np.inf)))
-            return {"server": int(edges[k]), "shares": _FULL.copy()}
+        edge = env.evaluate_actions(edges, np.ones((edges.size, 3)))
         servers, shares = candidate_grants(env, self.levels)
         clouds = env.server_is_cloud[servers]
         servers, shares = servers[clouds], shares[clouds]
-        out = env.evaluate_actions(servers, shares)
-        if out.completed.any():
-            k = int(np.argmin(np.where(out.completed, out.latency, np.inf)))
+        cloud = env.evaluate_actions(servers, shares)
+        cloud_latency = np.min(np.where(cloud.completed, cloud.latency, np.inf), initial=np.inf)
+        patient = edge.completed & (edge.queueing <= cloud_latency)
+        if patient.any():
+            k = int(np.argmin(np.where(patient, edge.latency, np.inf)))
+            return {"server": int(edges[k]), "shares": _FULL.copy()}
+        if cloud.completed.any():
+            k = int(np.argmin(np.where(cloud.completed, cloud.latency, np.inf)))
             return {"server": int(servers[k]), "shares": shares[k].astype(np.float32)}
-        if edge_out.completed.any():
-            k = int(np.argmin(np.where(edge_out.completed, edge_out.latency, np.inf)))
+        if edge.completed.any():
+            k = int(np.argmin(np.where(edge.completed, edge.latency, np.inf)))
             return {"server": int(edges[k]), "shares": _FULL.copy()}
         return {"server": 0, "shares": np.zeros(3, np.float32)}

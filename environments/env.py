@@ -5,6 +5,7 @@ Physics lives in ``radio``, ``latency``, ``mobility`` and ``llm_profiles``; this
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Literal, NamedTuple
 
@@ -320,8 +321,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         if not self._episode_ready:
             raise RuntimeError("call reset() before step()")
         server, shares = self._validate_action(action)
-        out = self._evaluate(np.asarray([server]), shares[None, :], realized=True)
-        info = self._commit(server, shares, out)
+        info = self._commit(server, shares, self._evaluate_one(server, shares, realized=True))
         terminated = self._step >= self.config.tasks_per_episode
         if terminated:
             self._episode_ready = False
@@ -392,6 +392,19 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             else:
                 out[mask] = radio.air_to_air_path_loss(d3[mask], rc.carrier_ghz, rc.a2a_alpha)
         return out
+
+    def _path_loss_one(
+        self, kind: int, d3: float, d2: float, h_site: float, h_term: float
+    ) -> float:
+        """Scalar :meth:`_path_loss` for one link (the same formulas)."""
+        one = self._path_loss(
+            np.asarray([kind]),
+            np.asarray([d3]),
+            np.asarray([d2]),
+            np.asarray([h_site]),
+            np.asarray([h_term]),
+        )
+        return float(one[0])
 
     def _precompute_uplinks(self) -> None:
         """Per-episode arrays of every task's link to every server, shapes (T, n)."""
@@ -522,6 +535,96 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             joins=joins,
         )
 
+    def _evaluate_one(self, j: int, shares: np.ndarray, realized: bool) -> Outcomes:
+        """:meth:`_evaluate` for one action in plain floats (the step's hot path; same formulas)."""
+        i, t0 = self._step, self._t0
+        deadline = t0 + self._deadline
+        c, w, m = float(shares[0]), float(shares[1]), float(shares[2])
+        snr_up = float((self.snr_up_real if realized else self.snr_up_exp)[i, j])
+        b_up = w * float(self.up_hz[j])
+        rate_up = b_up * math.log2(1.0 + snr_up / b_up) if b_up > 0.0 else 0.0
+        t_up = self._req_bits / rate_up if rate_up > 0.0 else math.inf
+        backhaul = float(self.backhaul_s[j])
+        prop_up = float(self.link_radio_d[i, j]) / radio.SPEED_OF_LIGHT + backhaul
+        t_srv = t0 + t_up + prop_up
+        comp = self.profiles[j].compute_time(self._l_tok, c, m)
+        rejected = not (math.isfinite(comp) and math.isfinite(t_up))
+        joins = (not rejected) and t_srv < deadline
+        start = t0
+        if joins:
+            ready = max(t_srv, float(self._head[j]))
+            start = self._start_one(j, shares, ready)
+        done = t0 if rejected else start + comp
+        pos2 = positions_at(self.p0[self._term], self.vel[self._term], done, self.area)
+        site = self.link_site[i, j]
+        dx, dy, dz = site[0] - pos2[0], site[1] - pos2[1], site[2] - pos2[2]
+        d2 = math.sqrt(dx * dx + dy * dy)
+        d3 = math.sqrt(d2 * d2 + dz * dz)
+        pl2 = self._path_loss_one(int(self.link_kind[i, j]), d3, d2, float(site[2]), float(pos2[2]))
+        shadow = float(self.shadow_db[i, 1, j]) if realized else 0.0
+        snr_dn = 10.0 ** ((float(self.dn_base[i]) - pl2 - shadow) / 10.0)
+        b_dn = w * float(self.down_hz[j])
+        rate_dn = b_dn * math.log2(1.0 + snr_dn / b_dn) if b_dn > 0.0 else 0.0
+        t_dn = float(self.result_bits[j]) / rate_dn if rate_dn > 0.0 else math.inf
+        prop_dn = d3 / radio.SPEED_OF_LIGHT + backhaul
+        nan = math.nan
+        if rejected:
+            latency, tx, prop, queue = math.inf, nan, nan, nan
+            comp_out = nan
+        else:
+            queue = start - t_srv
+            tx = t_up + t_dn
+            prop = prop_up + prop_dn
+            latency = tx + prop + queue + comp
+            comp_out = comp
+        in_time = joins and start < deadline
+        completed = in_time and latency <= self._deadline
+        p = float(self.pass_table[j, self._prob])
+        reward = 1.0 / latency + p if completed else 0.0
+
+        def one(value: float | bool) -> np.ndarray:
+            return np.asarray([value])
+
+        return Outcomes(
+            latency=one(latency),
+            transmission=one(tx),
+            propagation=one(prop),
+            queueing=one(queue),
+            compute=one(comp_out),
+            completed=one(completed),
+            rejected=one(rejected),
+            pass_at_100=one(p),
+            reward=one(reward),
+            start=one(math.inf if rejected else start),
+            release=one(min(t0 + latency, deadline) if in_time else nan),
+            joins=one(joins),
+        )
+
+    def _start_one(self, j: int, shares: np.ndarray, ready: float) -> float:
+        """:func:`~environments.latency.queue_start` for one candidate, in plain floats."""
+        k = self._n_h
+        held = self._h_srv[:k] == j
+        ends = self._h_end[:k][held]
+        if ends.size == 0:
+            return ready
+        order = np.argsort(ends, kind="stable")
+        ends_l = ends[order].tolist()
+        grants = self._h_grant[:k][held][order].tolist()
+        m = len(ends_l)
+        need = [float(x) - 1.0 - GRANT_TOLERANCE for x in shares]
+        # Still held after r releases: suffix sums of the grants, in order of release.
+        still = [0.0, 0.0, 0.0]
+        suffix = [still.copy()]
+        for g in reversed(grants):
+            still = [still[0] + g[0], still[1] + g[1], still[2] + g[2]]
+            suffix.append(still)
+        suffix.reverse()  # suffix[r] = held by the tasks after the first r releases
+        released = sum(1 for e in ends_l if e <= ready)
+        r = max(released, m - int(self.parallel_limit[j]) + 1)
+        while any(suffix[r][q] + need[q] > 0.0 for q in range(3)):
+            r += 1
+        return ready if r <= released else ends_l[r - 1]
+
     def evaluate_actions(
         self,
         servers: np.ndarray,
@@ -571,7 +674,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         if not self._episode_ready:
             raise RuntimeError("call reset() before predict_outcome()")
         server, shares = self._validate_action(action)
-        out = self._evaluate(np.asarray([server]), shares[None, :], shadowing == "realized")
+        out = self._evaluate_one(server, shares, shadowing == "realized")
         parts = {name: float(getattr(out, name)[0]) for name in _PARTS}
         return Outcome(
             float(out.latency[0]),
@@ -836,8 +939,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         For look-ahead planners working between :meth:`get_state` and :meth:`set_state`.
         """
         sh = np.asarray(shares, dtype=np.float64)
-        out = self._evaluate(np.asarray([int(server)]), sh[None, :], realized=True)
-        info = self._commit(int(server), sh, out)
+        info = self._commit(int(server), sh, self._evaluate_one(int(server), sh, realized=True))
         self._episode_ready = self._step < self.config.tasks_per_episode
         if self._episode_ready:
             self._prepare_task()

@@ -1,7 +1,7 @@
 """Action wrappers that give deep-RL libraries a flat action space over the native hybrid action.
 
-Discrete: server x allocation level (capped at what is free) plus "reject", with a feasibility
-mask; continuous: a Box in [-1, 1]^4 mapped to server and shares.
+Discrete: server x (allocation levels capped at what is free, or a queued full grant) plus
+"reject", with a feasibility mask; continuous: a Box in [-1, 1]^4 mapped to server and shares.
 """
 
 from __future__ import annotations
@@ -18,20 +18,25 @@ __all__ = ["DiscreteActionWrapper", "FlatContinuousActionWrapper"]
 
 
 class DiscreteActionWrapper(gym.ActionWrapper, RecordConstructorArgs):
-    """``Discrete(n_servers * len(levels) + 1)`` with a feasibility mask.
+    """``Discrete(n_servers * (len(levels) + 1) + 1)`` with a feasibility mask.
 
-    Action ``a < n_servers * len(levels)`` sends the task to server ``a // len(levels)`` and
-    grants ``min(level, free)`` of its compute, bandwidth and memory, with
-    ``level = levels[a % len(levels)]``: never more than is free now, so a task waits only for
-    a slot, never for resources. The last action rejects the task (it fails at once).
+    Per server ``j`` (server-major, ``len(levels) + 1`` actions each):
+
+    - ``levels``: grant ``min(level, free)`` of the server's compute, bandwidth and memory: never
+      more than is free now, so the task waits only for a slot, never for resources;
+    - "queue": a full grant of the server's totals, waiting first come, first served until it is
+      free (the same as level 1 on an idle server).
+
+    The last action rejects the task (it fails at once). Without the "queue" actions a scheduler
+    could not wait for a busy server, and every task arriving while all of them are busy would
+    be lost.
 
     ``info["action_mask"]`` (from ``reset`` and ``step``, for the decision the returned
-    observation asks for) and :meth:`action_masks` give a bool array over the actions: an
+    observation asks for) and :meth:`action_masks` give a bool array over the actions: a level
     action is feasible when its capped grant can run the task (positive compute and bandwidth,
-    memory for at least one sample); "reject" is always feasible. The mask is the paper's
-    constraint that grants never exceed what remains (He et al. 2025, problem formulation), as
-    a scheduler's admission control knows it; it says nothing about whether the task will
-    complete.
+    memory for at least one sample), which is the paper's constraint that grants never exceed
+    what remains (He et al. 2025, problem formulation); "queue" and "reject" are always
+    feasible. The mask says nothing about whether the task will complete.
 
     Parameters
     ----------
@@ -49,22 +54,28 @@ class DiscreteActionWrapper(gym.ActionWrapper, RecordConstructorArgs):
         gym.ActionWrapper.__init__(self, env)
         self.levels = lv
         self.n_servers = int(env.unwrapped.n_servers)  # type: ignore[attr-defined]
-        self.n_actions = self.n_servers * lv.size + 1
+        per = lv.size + 1
+        self.n_actions = self.n_servers * per + 1
         self.reject_action = self.n_actions - 1
         self.action_space = spaces.Discrete(self.n_actions)
-        self._servers = np.repeat(np.arange(self.n_servers), lv.size)
-        self._levels = np.tile(lv, self.n_servers)
+        #: Server of every non-reject action, shape (n_actions - 1,).
+        self.action_servers = np.repeat(np.arange(self.n_servers), per)
+        #: Level of every non-reject action; NaN marks the "queue" (full grant) actions.
+        self.action_levels = np.tile(np.append(lv, np.nan), self.n_servers)
+        self._queued = np.isnan(self.action_levels)
 
-    def _grants(self) -> np.ndarray:
-        """Capped grants of every server-level action now, shape (n_servers * len(levels), 3)."""
+    def grants(self) -> np.ndarray:
+        """Grants of every non-reject action now, shape (n_actions - 1, 3)."""
         free = np.maximum(self.env.unwrapped.remaining, 0.0)  # type: ignore[attr-defined]
-        return np.minimum(self._levels[:, None], free[self._servers])
+        level = np.where(self._queued, 1.0, self.action_levels)
+        capped = np.minimum(level[:, None], free[self.action_servers])
+        return np.where(self._queued[:, None], 1.0, capped)
 
     def action_masks(self) -> np.ndarray:
         """Feasible actions for the current task, shape (n_actions,), bool."""
         base = self.env.unwrapped
         mask = np.ones(self.n_actions, dtype=bool)
-        mask[:-1] = base.can_run(self._servers, self._grants())  # type: ignore[attr-defined]
+        mask[:-1] = base.can_run(self.action_servers, self.grants())  # type: ignore[attr-defined]
         return mask
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
@@ -91,8 +102,8 @@ class DiscreteActionWrapper(gym.ActionWrapper, RecordConstructorArgs):
         if idx == self.reject_action:
             return {"server": 0, "shares": np.zeros(3, dtype=np.float32)}
         return {
-            "server": int(self._servers[idx]),
-            "shares": self._grants()[idx].astype(np.float32),
+            "server": int(self.action_servers[idx]),
+            "shares": self.grants()[idx].astype(np.float32),
         }
 
 

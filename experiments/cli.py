@@ -62,19 +62,48 @@ def _parse_seeds(seeds: str) -> list[int]:
     return out
 
 
+def _fail(message: str) -> NoReturn:
+    """Print a one-line error to stderr and exit with code 2 (bad usage), without a traceback."""
+    typer.echo(f"aif: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
 @app.command()
 def simulate(
-    policy: Annotated[str, typer.Option(help="Reference policy name, or 'all'.")] = "all",
-    scenario: Annotated[str, typer.Option(help="Scenario preset: paper or large.")] = "paper",
+    policy: Annotated[
+        str, typer.Option(help="Reference policies: 'all' or a comma list, e.g. cloud,edge_first.")
+    ] = "all",
+    scenario: Annotated[
+        str, typer.Option(help="Scenario preset: paper, congested or large.")
+    ] = "paper",
     tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
-    episodes: Annotated[int, typer.Option(min=1, help="Episodes per policy.")] = 5,
+    episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 5,
     seed: Annotated[int, typer.Option(help="Base seed; episode k uses seed + k.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the metrics to this netCDF file.")] = None,
 ) -> None:
     """Evaluate reference policies on a scenario and print the metrics table."""
+    from baselines import POLICY_NAMES
+    from environments import PRESETS
+
+    names = (
+        list(POLICY_NAMES)
+        if policy == "all"
+        else [p.strip() for p in policy.split(",") if p.strip()]
+    )
+    unknown = [n for n in names if n not in POLICY_NAMES]
+    if unknown or not names:
+        _fail(f"--policy {policy!r}: expected 'all' or names from {list(POLICY_NAMES)}")
+    if scenario not in PRESETS:
+        _fail(f"--scenario {scenario!r} is unknown; expected one of {list(PRESETS)}")
+    if not 0 < tmax <= 3600:
+        _fail(f"--tmax {tmax} must lie in (0, 3600] seconds")
+    if episodes < 1:
+        _fail(f"--episodes {episodes} must be >= 1")
+    if out is not None and out.is_dir():
+        _fail(f"--out {out} is a folder; give a .nc file name")
     from experiments.simulate import main
 
-    main(policy=policy, scenario=scenario, tmax=tmax, episodes=episodes, seed=seed, out=out)
+    main(policy=names, scenario=scenario, tmax=tmax, episodes=episodes, seed=seed, out=out)
 
 
 @app.command()
@@ -90,12 +119,6 @@ def diagnose(
     from experiments.diagnose import main
 
     main(model=model, out_dir=out_dir, seed=seed, steps=steps)
-
-
-def _fail(message: str) -> NoReturn:
-    """Print a one-line error to stderr and exit with code 2 (bad usage), without a traceback."""
-    typer.echo(f"aif: error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()

@@ -173,7 +173,7 @@ def _fmt(r: SimulationResult, metric: str, digits: int) -> str:
 
 
 def main(
-    policy: str,
+    policy: str | list[str],
     scenario: str,
     tmax: float,
     episodes: int,
@@ -184,8 +184,8 @@ def main(
 
     Parameters
     ----------
-    policy : str
-        A name from ``baselines.POLICY_NAMES`` or ``"all"``.
+    policy : str or list of str
+        A name from ``baselines.POLICY_NAMES``, a list of them, or ``"all"``.
     scenario : str
         Preset name (``"paper"`` or ``"large"``).
     tmax : float
@@ -197,7 +197,10 @@ def main(
     out : pathlib.Path or None
         When given, the per-episode metrics are written there as netCDF (atomically).
     """
-    names = list(POLICY_NAMES) if policy == "all" else [policy]
+    if isinstance(policy, str):
+        names = list(POLICY_NAMES) if policy == "all" else [policy]
+    else:
+        names = list(policy)
     for name in names:
         if name not in POLICY_NAMES:
             raise ValueError(
@@ -205,7 +208,7 @@ def main(
             )
     cfg = ScenarioConfig.preset(scenario, t_max=tmax)
     # A fixed width keeps the table readable when the output is captured (no terminal).
-    console = Console(width=None if sys.stdout.isatty() else 130)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     results = []
     with Progress(console=Console(stderr=True), transient=True) as progress:
         for name in names:
@@ -216,12 +219,10 @@ def main(
             "  (mean [95% bootstrap interval over episodes])"
         )
     )
-    table.add_column("policy")
-    table.add_column("completion rate", justify="right")
-    table.add_column("mean latency [s]", justify="right")
-    table.add_column("mean pass@100", justify="right")
-    table.add_column("total reward", justify="right")
-    table.add_column("cloud share", justify="right")
+    table.add_column("policy", no_wrap=True)
+    for header in ("completion rate", "mean latency [s]", "mean pass@100", "total reward"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("cloud share", justify="right", no_wrap=True)
     for r in results:
         table.add_row(
             r.policy,

@@ -67,12 +67,14 @@ def test_only_cloud_placements_complete_from_three_to_nine_seconds(t_max: float)
 def test_the_papers_operating_point_is_reached_and_placement_matters(t_max: float) -> None:
     oracle = measure("oracle", t_max, ORACLE_SEEDS)["completion"]
     assert oracle >= 0.99
-    # A rule that knows nothing of future tasks reaches the paper's numbers.
+    # A rule that knows nothing of future tasks completes as the paper's best method does, and
+    # at the paper's t_max (15 s) with its latency, accuracy and division of labour.
     best = measure("edge_first", t_max, SEEDS)
     assert best["completion"] >= 0.97
-    assert 7.0 <= best["latency"] <= 10.0
-    assert 0.16 <= best["pass_at_100"] <= 0.19
-    assert 0.15 <= best["cloud_share"] <= 0.35
+    if t_max == 15.0:
+        assert 7.0 <= best["latency"] <= 10.0
+        assert 0.16 <= best["pass_at_100"] <= 0.19
+        assert 0.15 <= best["cloud_share"] <= 0.35
     # Neither the cloud alone nor the edges alone get there.
     for policy in ("cloud", "edge_nearest", "edge_least_loaded"):
         assert measure(policy, t_max, SEEDS)["completion"] <= oracle - 0.05, policy

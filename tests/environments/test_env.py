@@ -408,20 +408,24 @@ def test_partial_observability_delays_and_noises_readings() -> None:
 
 
 # ---------------------------------------------------------------------------- wrappers
-def test_discrete_wrapper_caps_levels_at_what_is_free_and_can_reject() -> None:
+def test_discrete_wrapper_caps_levels_queues_full_grants_and_can_reject() -> None:
     cfg = ScenarioConfig.preset("paper", episode_window_s=2.0, tasks_per_episode=4)
     env = DiscreteActionWrapper(CloudEdgeOffloadEnv(cfg), levels=(0.5, 1.0))
-    assert env.action_space.n == 11 and env.reject_action == 10
+    assert env.action_space.n == 16 and env.reject_action == 15
     env.reset(seed=3)
     assert np.diff(env.unwrapped.arrivals).min() > 0.1
     env.step(0)  # cloud, level 0.5
     a = env.action(1)  # cloud, level 1.0, but only 0.5 is free
     assert a["server"] == 0 and np.allclose(a["shares"], 0.5)
-    assert env.action(7)["server"] == 3 and np.allclose(env.action(7)["shares"], 1.0)
+    q = env.action(2)  # cloud, queue for a full grant
+    assert q["server"] == 0 and np.allclose(q["shares"], 1.0)
+    assert env.action(9)["server"] == 3 and np.allclose(env.action(9)["shares"], 0.5)
+    info = env.step(2)[4]
+    assert info["start_time"] > info["arrival_time"] + 1.0  # waited for the first grant
     info = env.step(env.reject_action)[4]
     assert info["failure"] == "rejected"
-    with pytest.raises(ValueError, match="11"):
-        env.action(11)
+    with pytest.raises(ValueError, match="16"):
+        env.action(16)
     with pytest.raises(ValueError, match="levels"):
         DiscreteActionWrapper(CloudEdgeOffloadEnv(), levels=(0.0, 1.0))
 
@@ -443,10 +447,12 @@ def test_masked_random_policy_never_picks_an_infeasible_action() -> None:
                 action = env.reject_action
             free = env.unwrapped.remaining.copy()
             grant = env.action(action)["shares"]
+            queued = bool(np.isnan(env.action_levels[action]))
             _, _, done, _, info = env.step(action)
             if action != env.reject_action:
                 assert info["failure"] != "rejected"
-                assert np.all(grant <= np.maximum(free[info["server"]], 0) + 1e-7)
+                if not queued:  # a level action never waits for resources
+                    assert np.all(grant <= np.maximum(free[info["server"]], 0) + 1e-7)
     assert masked_out > 0  # the mask does exclude something in this regime
 
 
