@@ -16,7 +16,15 @@ import torch
 from experiments.learners import Episode
 from experiments.runconfig import TrainConfig, apply_settings, make_env
 
-__all__ = ["ALGORITHMS", "DRLLearner", "build_ppo", "build_rainbow", "build_sac", "drl_config"]
+__all__ = [
+    "ALGORITHMS",
+    "DRLLearner",
+    "build_ppo",
+    "build_rainbow",
+    "build_sac",
+    "drl_config",
+    "evaluation_summary",
+]
 
 
 @dataclass(frozen=True)
@@ -119,3 +127,39 @@ def build_ppo(config: TrainConfig, seed: int) -> DRLLearner:
 def build_sac(config: TrainConfig, seed: int) -> DRLLearner:
     """Discrete SAC (tianshou) for one seed."""
     return DRLLearner(config, seed, "sac")
+
+
+def evaluation_summary(results: Any, after_episode: int) -> dict[str, dict[str, Any]]:
+    """Held-out evaluation after ``after_episode`` training episodes, with the references.
+
+    Parameters
+    ----------
+    results : path or xarray.DataTree
+        A ``results.nc`` of `aif train` (or its tree).
+    after_episode : int
+        An evaluation point of the run (a multiple of its ``eval_every``).
+
+    Returns
+    -------
+    dict
+        policy -> metric -> :class:`~experiments.stats.Interval` (95% bootstrap interval over
+        seeds of the per-seed mean over the held-out episodes); the learner first, then the
+        reference policies played on the same held-out env seeds.
+    """
+    import xarray as xr
+
+    from experiments.report import METRICS
+    from experiments.stats import mean_interval
+
+    tree = results if isinstance(results, xr.DataTree) else xr.open_datatree(results)
+    ev = tree["evaluation"].to_dataset()
+    points = [int(p) for p in ev["after_episode"].values]
+    if after_episode not in points:
+        raise ValueError(f"after_episode={after_episode} is not an evaluation point; have {points}")
+    per_seed = ev.sel(after_episode=after_episode).mean("eval_episode")
+    out = {str(tree.attrs["agent"]): {m: mean_interval(per_seed[m].values) for m in METRICS}}
+    if "references_eval" in tree.children:
+        ref = tree["references_eval"].to_dataset().mean("eval_episode")
+        for pol in ref["policy"].values:
+            out[str(pol)] = {m: mean_interval(ref[m].sel(policy=pol).values) for m in METRICS}
+    return out
