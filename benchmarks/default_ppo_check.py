@@ -74,7 +74,10 @@ def main() -> None:
     print("MaskablePPO with library defaults [95% bootstrap interval over seeds]")
     for budget in sorted(args.budgets):
         cells = [mean_interval([r[m] for r in results[budget]]).format(3) for m in METRICS]
-        print(f"{budget:4d} episodes  " + "  ".join(f"{m} {c}" for m, c in zip(METRICS, cells, strict=True)))
+        print(
+            f"{budget:4d} episodes  "
+            + "  ".join(f"{m} {c}" for m, c in zip(METRICS, cells, strict=True))
+        )
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def main() -> None:
     print(f"{'raw env (discrete actions)':28s} {raw:10,.0f} env steps/s   ratio 1.000")
     for name, build in builders.items():
         sps, steps = training_steps_per_second(build, args.rounds)
-        print(f"{name + ' training':28s} {sps:10,.0f} env steps/s   ratio {sps / raw:.3f}  ({steps} steps)")
+        print(
+            f"{name + ' training':28s} {sps:10,.0f} env steps/s   ratio {sps / raw:.3f}  ({steps} steps)"
+        )
     print(f"{'raw env, again':28s} {raw_steps_per_second(args.seconds):10,.0f} env steps/s")
 
 

@@ -1,9 +1,8 @@
 """Deep-RL runners: the mask is obeyed, the library sees no outcome, state round-trips, bad configs fail."""
 
+import io
 from collections.abc import Callable
 from typing import Any
-
-import io
 
 import gymnasium as gym
 import numpy as np
