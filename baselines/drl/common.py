@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any, NamedTuple, SupportsFloat
 
 import gymnasium as gym
@@ -29,13 +30,16 @@ __all__ = [
     "RandomState",
     "SchedulerView",
     "check_round",
+    "check_seeds",
     "episode_length",
     "finished_episode",
+    "validate",
 ]
 
 #: Allocation levels of the shared discrete action set (fractions of a server's total compute,
-#: bandwidth and memory, capped at what is free): ``Discrete(5 servers x 3 levels + reject) = 16``
-#: on the paper preset. Every deep-RL baseline acts in this set; the active-inference agent can too.
+#: bandwidth and memory, capped at what is free; each server also has a queued full grant):
+#: ``Discrete(5 servers x (3 levels + queue) + reject) = 21`` on the paper preset. Every deep-RL
+#: baseline acts in this set; the active-inference agent can too.
 ACTION_LEVELS: tuple[float, ...] = (0.25, 0.5, 1.0)
 
 #: Logit given to an infeasible action by the masking glue of policies whose library class has no
@@ -88,6 +92,29 @@ def check_round(name: str, n_envs: int, episode_len: int, steps_per_update: int)
             f"{name}: {steps_per_update} steps per env between updates must divide the episode "
             f"length {episode_len}, so that every round of episodes ends on an update"
         )
+
+
+def check_seeds(name: str, n_envs: int, env_seeds: Sequence[int]) -> None:
+    """Reject a round whose env seeds are not one per vectorised env."""
+    if len(env_seeds) != n_envs:
+        raise ValueError(
+            f"{name} plays {n_envs} envs per round (n_envs), got {len(env_seeds)} env seeds "
+            f"{list(env_seeds)}"
+        )
+
+
+def validate(config: Any, checks: Sequence[tuple[bool, str]]) -> None:
+    """Raise ``ValueError`` naming the config and its values at the first failed check.
+
+    Parameters
+    ----------
+    config : dataclass instance
+    checks : sequence of (bool, str)
+        Condition and the message when it fails.
+    """
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"{type(config).__name__}: {message}; got {asdict(config)}")
 
 
 class SchedulerView(gym.Wrapper):  # type: ignore[type-arg]

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from baselines.drl.common import (
+    ACTION_LEVELS,
     EpisodeLog,
     ForwardTimer,
     RandomState,
     SchedulerView,
     check_round,
+    check_seeds,
     episode_length,
     finished_episode,
     per_decision,
@@ -119,8 +121,8 @@ class TianshouOffPolicyRunner(ABC):
         config: Any,
         make_env: Callable[[], gym.Env],
         seed: int,
-        device: str,
-        levels: Sequence[float],
+        device: str = "cpu",
+        levels: Sequence[float] = ACTION_LEVELS,
     ) -> None:
         from tianshou.data import Collector
         from tianshou.env import DummyVectorEnv
@@ -182,11 +184,7 @@ class TianshouOffPolicyRunner(ABC):
         from tianshou.utils.torch_utils import policy_within_training_step
 
         c = self.config
-        if len(env_seeds) != c.n_envs:
-            raise ValueError(
-                f"{self.name} plays {c.n_envs} envs per round (n_envs), got {len(env_seeds)} "
-                f"env seeds {list(env_seeds)}"
-            )
+        check_seeds(self.name, c.n_envs, env_seeds)
         losses: list[float] = []
         with self.rng.active(), policy_within_training_step(self.policy):
             for view, s in zip(self.views, env_seeds, strict=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -24,10 +24,12 @@ from baselines.drl.common import (
     RandomState,
     SchedulerView,
     check_round,
+    check_seeds,
     episode_length,
     finished_episode,
     per_decision,
     play_greedy,
+    validate,
 )
 
 __all__ = ["PPOConfig", "PPORunner"]
@@ -103,9 +105,7 @@ class PPOConfig:
             (self.clip_range > 0, "clip_range must be > 0"),
             (self.n_envs >= 1, "n_envs must be >= 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"PPOConfig: {message}; got {asdict(self)}")
+        validate(self, checks)
 
 
 class PPORunner:
@@ -181,11 +181,7 @@ class PPORunner:
             One per env seed, in order; ``learn_stat`` is the last update's PPO loss.
         """
         c = self.config
-        if len(env_seeds) != c.n_envs:
-            raise ValueError(
-                f"ppo plays {c.n_envs} envs per round (n_envs), got {len(env_seeds)} env seeds "
-                f"{list(env_seeds)}"
-            )
+        check_seeds(self.name, c.n_envs, env_seeds)
         model = self.model
         with self.rng.active():
             for view in self.views:

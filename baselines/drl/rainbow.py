@@ -9,13 +9,10 @@ construction; the round loop is :class:`~baselines.drl.offpolicy.TianshouOffPoli
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-
-from baselines.drl.common import ACTION_LEVELS, SchedulerView
+from baselines.drl.common import SchedulerView, validate
 from baselines.drl.offpolicy import NormalisedInput, TianshouOffPolicyRunner
 
 __all__ = ["RainbowConfig", "RainbowRunner"]
@@ -126,9 +123,7 @@ class RainbowConfig:
                 "step_per_collect must be a positive multiple of n_envs",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"RainbowConfig: {message}; got {asdict(self)}")
+        validate(self, checks)
 
 
 class RainbowRunner(TianshouOffPolicyRunner):
@@ -149,16 +144,6 @@ class RainbowRunner(TianshouOffPolicyRunner):
 
     name = "rainbow"
     config: RainbowConfig
-
-    def __init__(
-        self,
-        config: RainbowConfig,
-        make_env: Callable[[], gym.Env],
-        seed: int,
-        device: str = "cpu",
-        levels: Sequence[float] = ACTION_LEVELS,
-    ) -> None:
-        super().__init__(config, make_env, seed, device, levels)
 
     def _build(self, obs_dim: int, view: SchedulerView) -> tuple[Any, Any, Any]:
         from tianshou.algorithm import RainbowDQN

@@ -154,4 +154,5 @@ def test_train_round_needs_one_seed_per_env():
 
 def test_the_shared_action_set_is_the_discrete_wrapper_s():
     view = SchedulerView(CloudEdgeOffloadEnv())
-    assert view.action_space.n == 5 * len(ACTION_LEVELS) + 1
+    # Per server: the capped levels and a queued full grant; then "reject".
+    assert view.action_space.n == 5 * (len(ACTION_LEVELS) + 1) + 1
