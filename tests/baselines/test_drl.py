@@ -60,12 +60,12 @@ class _MaskAudit:
 def test_masked_policy_never_picks_an_infeasible_action(name: str, monkeypatch):
     audit = _MaskAudit(monkeypatch)
     runner = _runner(name)
-    # Round 1: untrained networks (a random policy); rounds 2-3: after updates; then greedy play.
-    for k in range(3):
+    # Round 1: untrained networks (a random policy); round 2: after updates; then greedy play.
+    for k in range(2):
         runner.train_round([10 * k, 10 * k + 1])
     for s in (101, 102):
         runner.evaluate(s)
-    n = 3 * 2 * TASKS + 2 * TASKS
+    n = 2 * 2 * TASKS + 2 * TASKS
     assert len(audit.chosen_feasible) == n
     # The check has teeth: a good share of decisions offered infeasible actions.
     assert sum(audit.had_infeasible) > n // 4
@@ -96,7 +96,7 @@ def test_masked_logit_gives_zero_probability_and_finite_entropy():
     assert torch.isfinite((dist.probs * dist.logits).sum())
 
 
-@pytest.mark.parametrize("name", ["rainbow", "sac", "ppo"])
+@pytest.mark.parametrize("name", ["rainbow", "ppo", pytest.param("sac", marks=pytest.mark.slow)])
 def test_state_round_trip_continues_identically(name: str):
     a = _runner(name)
     a.train_round([1, 2])
@@ -116,7 +116,7 @@ def test_state_round_trip_continues_identically(name: str):
 
 
 def test_evaluation_leaves_the_runner_unchanged():
-    a, b = _runner("sac"), _runner("sac")
+    a, b = _runner("ppo"), _runner("ppo")
     a.train_round([1, 2])
     b.train_round([1, 2])
     a.evaluate(5)
