@@ -217,3 +217,21 @@ register_learner(
     "aif-paper reading rg as the preferred outcome density itself",
     {"form": "proportional"},
 )
+register_learner(
+    "rainbow",
+    "experiments.drl:build_rainbow",
+    "Rainbow DQN (tianshou): C51, dueling noisy nets, n-step, prioritised replay, double Q; masked",
+    family="deep-rl",
+)
+register_learner(
+    "ppo",
+    "experiments.drl:build_ppo",
+    "PPO with invalid-action masking (sb3-contrib MaskablePPO), normalised observations",
+    family="deep-rl",
+)
+register_learner(
+    "sac",
+    "experiments.drl:build_sac",
+    "discrete SAC (tianshou) with a masked actor, normalised observations",
+    family="deep-rl",
+)
