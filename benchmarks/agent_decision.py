@@ -29,7 +29,9 @@ def matmul_gflops(n: int = 256, repeats: int = 200) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def decision_times(agent: str, decisions: int, warmup: int, threads: int, device: str) -> np.ndarray:
+def decision_times(
+    agent: str, decisions: int, warmup: int, threads: int, device: str
+) -> np.ndarray:
     """Seconds per decision of ``agent`` after ``warmup`` training episodes (held-out episodes)."""
     cfg = TrainConfig(agent=agent, seeds=(0,), threads=threads, device=device)
     learner = build_learner(cfg, 0)
@@ -54,7 +56,9 @@ def main() -> None:
     machine = matmul_gflops()
     print(f"threads: {args.threads}; device: {args.device}; decisions timed: {args.decisions}")
     print(f"matmul rate of this machine (256x256 float32): {machine:.1f} GFLOP/s")
-    structured = decision_times("aif", args.decisions, args.warmup_episodes, args.threads, args.device)
+    structured = decision_times(
+        "aif", args.decisions, args.warmup_episodes, args.threads, args.device
+    )
     # Candidates scored per decision: 21 actions now, and for horizon 2, 8 imagined next tasks
     # x 21 actions after each of them; each a truncated log-normal over 12 quantiles.
     rows = (21 + 21 * 8 * 21) * 12
@@ -64,7 +68,9 @@ def main() -> None:
         f"per decision (target <= 5 ms: {'meets' if med <= 5e-3 else 'MISSES'}); "
         f"{rows / med:,.0f} outcome quantiles/s, {rows / med / (machine * 1e9):.2e} per matmul FLOP/s"
     )
-    paper = decision_times("aif-paper", max(100, args.decisions // 5), args.warmup_episodes, args.threads, args.device)
+    paper = decision_times(
+        "aif-paper", max(100, args.decisions // 5), args.warmup_episodes, args.threads, args.device
+    )
     pm = float(np.median(paper))
     print(
         f"aif-paper : median {1e3 * pm:6.2f} ms, p90 {1e3 * np.percentile(paper, 90):6.2f} ms "

@@ -1,0 +1,117 @@
+"""Sweep scaling: the same reproduction sweep on 1 and 2 local Dask workers, timed side by side.
+
+Run ``python benchmarks/sweep_scaling.py`` (the quick profile, every figure); prints the wall-clock
+time of the cells on each cluster, the speed-up (target >= 1.8 on 2 cores) and whether the two
+result files are identical (wall-clock timings left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from experiments.reproduce import compare_results, profile_by_name, run_reproduction
+
+TARGET = 1.8
+
+
+def _warm() -> None:
+    """Import what every cell needs, so that the timings leave out a worker's first imports."""
+    import experiments.agents  # noqa: F401
+    import experiments.train  # noqa: F401
+    import generative_models.structured  # noqa: F401
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds this worker process has used so far (user + system)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def timed_sweep(
+    n_workers: int, out: Path, profile: str, figures: list[int], methods: list[str] | None
+) -> tuple[float, float, object]:
+    """Run the sweep into ``out`` on a fresh LocalCluster of ``n_workers`` warm workers.
+
+    Returns
+    -------
+    wall_s : float
+        Seconds from the first submitted cell to the last finished one.
+    cpu_s : float
+        CPU seconds the workers used meanwhile.
+    tree : xarray.DataTree
+        The assembled results.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(_warm)
+        cpu0 = sum(client.run(_cpu_seconds).values())
+        result = run_reproduction(
+            profile,
+            out,
+            figures=figures,
+            methods=methods,
+            scheduler=cluster.scheduler_address,
+            progress=False,
+            render=False,
+            log=None,
+        )
+        cpu = sum(client.run(_cpu_seconds).values()) - cpu0
+    return result.wall_s, cpu, result.tree
+
+
+def main() -> None:
+    """Time the sweep on 1 and 2 workers and print the speed-up and the identity check."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", help="reproduction profile (default quick)")
+    parser.add_argument("--figures", default="3,4,5", help="figures of the sweep (default 3,4,5)")
+    parser.add_argument("--methods", default=None, help="learners (default: the profile's)")
+    args = parser.parse_args()
+    figures = [int(f) for f in args.figures.split(",")]
+    methods = args.methods.split(",") if args.methods else None
+    profile = profile_by_name(args.profile)
+    print(
+        f"sweep: profile {profile.name}, figures {figures}; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} before the runs"
+    )
+    walls, cpus, trees = {}, {}, {}
+    with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
+        for n in (1, 2):
+            start = time.perf_counter()
+            walls[n], cpus[n], trees[n] = timed_sweep(
+                n, Path(tmp) / f"workers{n}", profile.name, figures, methods
+            )
+            print(
+                f"{n} worker{'s' if n > 1 else ''}: cells {walls[n]:7.1f} s wall, "
+                f"{cpus[n]:7.1f} CPU s in the workers (whole call {time.perf_counter() - start:.1f} s, "
+                f"load average {os.getloadavg()[0]:.1f})"
+            )
+    speedup = walls[1] / walls[2]
+    parallelism = cpus[2] / walls[2]
+    print(
+        f"speed-up 2 vs 1 workers: {speedup:.2f}x (target >= {TARGET}x); the 2 workers kept "
+        f"{parallelism:.2f} cores busy on average"
+    )
+    differ = compare_results(trees[1], trees[2])
+    print(
+        "results identical (timings left out): "
+        + ("yes" if not differ else f"NO, groups {', '.join(differ)} differ")
+    )
+
+
+if __name__ == "__main__":
+    main()
