@@ -8,13 +8,17 @@ result files are identical (wall-clock timings left out).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from experiments.reproduce import compare_results, profile_by_name, run_reproduction
+from experiments.reproduce import (
+    compare_results,
+    local_cluster,
+    profile_by_name,
+    run_reproduction,
+)
 
 TARGET = 1.8
 
@@ -46,18 +50,9 @@ def timed_sweep(
     tree : xarray.DataTree
         The assembled results.
     """
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    with (
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(n_workers) as cluster, Client(cluster) as client:
         client.run(_warm)
         cpu0 = sum(client.run(_cpu_seconds).values())
         result = run_reproduction(

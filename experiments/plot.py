@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -113,7 +113,7 @@ def _moving_average(data: np.ndarray, width: int) -> np.ndarray:
 
 def _legend_below(fig: Figure, axes: Sequence[Axes], ncols: int = 4) -> None:
     """One legend for the whole figure, below the panels, each label once."""
-    seen: dict[str, object] = {}
+    seen: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)

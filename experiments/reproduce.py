@@ -26,9 +26,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
+from baselines import HEURISTIC_NAMES
 from experiments.atomic import write_atomic
 from experiments.runconfig import TrainConfig, eval_seed
 from experiments.stats import Interval, mean_interval
+from experiments.train import METRICS
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -43,6 +45,7 @@ __all__ = [
     "ReproductionResult",
     "assemble",
     "compare_results",
+    "local_cluster",
     "make_plan",
     "profile_by_name",
     "render_report",
@@ -55,14 +58,6 @@ __all__ = [
 FIGURES: tuple[int, ...] = (3, 4, 5)
 #: The methods of the paper's comparison: the active-inference agent and the deep-RL baselines.
 DEFAULT_METHODS: tuple[str, ...] = ("aif", "rainbow", "ppo", "sac")
-#: Per-episode metrics of every cell.
-METRICS: tuple[str, ...] = (
-    "completion_rate",
-    "mean_latency",
-    "mean_pass_at_100",
-    "total_reward",
-    "cloud_share",
-)
 #: Metrics of the summary tables, with their headers.
 TABLE_METRICS: tuple[tuple[str, str, int], ...] = (
     ("completion_rate", "completion", 3),
@@ -247,17 +242,9 @@ PROFILES: dict[str, Profile] = {
             ("default", Budget(episodes=100, eval_every=10)),
         ),
         t_max_points=tuple(float(t) for t in range(1, 16)),
+        # Multiples of 25: PPO's rollout of 25 steps per env must divide an episode.
         load_points=(100, 125, 150, 175, 200),
-        references=(
-            "cloud",
-            "edge_nearest",
-            "edge_least_loaded",
-            "random",
-            "greedy",
-            "frugal",
-            "edge_first",
-            "oracle",
-        ),
+        references=(*HEURISTIC_NAMES, "oracle"),
         eval_episodes=5,
         sweep_episodes=5,
         smooth=5,
@@ -584,9 +571,31 @@ def _check_out(profile: Profile, out: Path) -> None:
         )
 
 
+def local_cluster(workers: int, silence: int = logging.ERROR) -> Any:
+    """A ``distributed.LocalCluster`` of single-threaded worker processes, as cells want them.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes (one cell at a time each; torch runs on one thread in a cell).
+    silence : int
+        Logging level below which the cluster's messages are dropped (a killed worker's
+        shutdown chatter is not the user's business).
+    """
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",  # any free port: 8787 may be taken
+        silence_logs=silence,
+    )
+
+
 def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     """A Dask client: on a running scheduler, or on a new LocalCluster of single-threaded workers."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if scheduler is not None:
         try:
@@ -596,13 +605,7 @@ def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
                 f"--scheduler {scheduler}: no Dask scheduler answers there "
                 f"({type(err).__name__}); start one with `dask scheduler` or drop --scheduler"
             ) from None
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # any free port: 8787 may be taken
-        silence_logs=logging.ERROR,
-    )
+    cluster = local_cluster(workers)
     return Client(cluster), cluster
 
 
@@ -874,7 +877,9 @@ def assemble(plan: Plan, out: Path | str) -> xr.DataTree:
             f"{len(missing)} cells are not finished (first: {missing[0]}); run the reproduction"
         )
     walls: dict[str, float] = {}
-    train_parts, eval_parts, timing_parts = [], [], []
+    train_parts: list[xr.Dataset] = []
+    timing_parts: list[xr.DataArray] = []
+    eval_parts: list[xr.Dataset | None] = []
     for m in plan.methods:
         per_seed, per_seed_eval, per_seed_ms = [], [], []
         for s in p.seeds:
@@ -915,18 +920,17 @@ def assemble(plan: Plan, out: Path | str) -> xr.DataTree:
     heldout = held.isel(setting=0, drop=True)
     children["heldout"] = xr.DataTree(heldout)
     summaries = {"heldout": xr.DataTree(_summary(heldout, ("method", "seed")))}
-    if 4 in plan.figures:
-        st = plan.tmax_settings()
-        ds, w = _sweep_group(plan, out, st, "t_max", [s.t_max for s in st])
-        walls.update(w)
-        children["tmax_sweep"] = xr.DataTree(ds)
-        summaries["tmax_sweep"] = xr.DataTree(_summary(ds, ("method", "seed", "t_max")))
-    if 5 in plan.figures:
-        st = plan.load_settings()
-        ds, w = _sweep_group(plan, out, st, "tasks", [s.tasks for s in st])
-        walls.update(w)
-        children["load_sweep"] = xr.DataTree(ds)
-        summaries["load_sweep"] = xr.DataTree(_summary(ds, ("method", "seed", "tasks")))
+    sweeps = (
+        (4, "tmax_sweep", plan.tmax_settings, "t_max"),
+        (5, "load_sweep", plan.load_settings, "tasks"),
+    )
+    for figure, group, settings_of, dim in sweeps:
+        if figure in plan.figures:
+            st = settings_of()
+            ds, w = _sweep_group(plan, out, st, dim, [getattr(x, dim) for x in st])
+            walls.update(w)
+            children[group] = xr.DataTree(ds)
+            summaries[group] = xr.DataTree(_summary(ds, ("method", "seed", dim)))
     children["summary"] = xr.DataTree(children=summaries)
     timing = xr.Dataset(
         {
@@ -985,7 +989,9 @@ def compare_results(a: xr.DataTree, b: xr.DataTree) -> list[str]:
     paths_b = {node.path for node in b.subtree if not node.path.startswith("/timing")}
     differ = sorted(paths_a ^ paths_b)
     for path in sorted(paths_a & paths_b):
-        da, db = a[path].to_dataset(inherit=False), b[path].to_dataset(inherit=False)
+        node_a, node_b = a[path], b[path]
+        assert isinstance(node_a, xr.DataTree) and isinstance(node_b, xr.DataTree)
+        da, db = node_a.to_dataset(inherit=False), node_b.to_dataset(inherit=False)
         if not da.identical(db):
             differ.append(path)
     return differ
@@ -1154,13 +1160,13 @@ def trend_table(tree: xr.DataTree) -> str:
             )
         high = t >= 10
         if high.any():
-            top = meeting(high, 0.985, learners)
+            full = meeting(high, 0.985, learners)
             rows.append(
                 [
                     "t_max >= 10 s: only active inference reaches ~100%",
-                    f"above 98.5% at every t_max >= 10 s: learners {_names(top)}; "
+                    f"above 98.5% at every t_max >= 10 s: learners {_names(full)}; "
                     f"references {_names(meeting(high, 0.985, refs))}",
-                    "agrees" if aif and set(top) == set(aif) else "differs",
+                    "agrees" if aif and set(full) == set(aif) else "differs",
                 ]
             )
     if "load_sweep" in summary and learners:

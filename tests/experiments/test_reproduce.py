@@ -23,6 +23,7 @@ from experiments.reproduce import (
     Profile,
     ReproductionError,
     compare_results,
+    local_cluster,
     make_plan,
     profile_by_name,
     run_reproduction,
@@ -116,19 +117,10 @@ def test_quick_profile_end_to_end(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ Dask, properly
 def test_killed_worker_loses_no_cell_and_changes_no_number(tmp_path: Path) -> None:
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     total = len(make_plan(TINY).cells())
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(2, silence=logging.CRITICAL) as cluster, Client(cluster) as client:
         address = cluster.scheduler_address
         kw = {"scheduler": address, "progress": False, "render": False, "log": None}
         reference = run_reproduction(TINY, tmp_path / "ref", **kw)
@@ -306,3 +298,36 @@ def test_training_figure_reads_without_explanation() -> None:
     mean, low, high = seed_band(data)
     expect = mean_interval(data[:, 1])
     assert (mean[1], low[1], high[1]) == (expect.mean, expect.low, expect.high)
+
+
+@pytest.mark.slow
+def test_killed_run_finishes_where_it_stopped_with_the_same_numbers(tmp_path: Path) -> None:
+    args = ["reproduce", "--profile", "quick", "--workers", "2", "--no-progress"]
+    reference = subprocess.run(
+        _cli(*args, "--out", str(tmp_path / "ref")), capture_output=True, text=True, timeout=900
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    out = tmp_path / "killed"
+    child = subprocess.Popen(
+        _cli(*args, "--out", str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the run, its cluster and its workers: one process group
+    )
+    deadline = time.time() + 600
+    while _cells_done(out) < 10 and time.time() < deadline and child.poll() is None:
+        time.sleep(0.1)
+    assert child.poll() is None, "the run ended before it could be killed"
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    done = _cells_done(out)
+    total = len(make_plan(profile_by_name("quick")).cells())
+    assert 10 <= done < total and not (out / "results.nc").exists()
+    again = subprocess.run(
+        _cli(*args, "--out", str(out)), capture_output=True, text=True, timeout=900
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"cells: {total - done} computed, {done} reused" in again.stdout
+    a = xr.open_datatree(tmp_path / "ref" / "results.nc", engine="h5netcdf")
+    b = xr.open_datatree(out / "results.nc", engine="h5netcdf")
+    assert compare_results(a, b) == []
