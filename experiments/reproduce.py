@@ -626,7 +626,6 @@ def _execute(
     cells: Sequence[Cell],
     out: Path,
     progress: bool,
-    on_cell: Callable[[str], None] | None = None,
 ) -> int:
     """Submit the unfinished cells (evaluation after its training) and wait for all of them."""
     from dask.distributed import as_completed
@@ -668,14 +667,12 @@ def _execute(
                     f"cell {cell.name} failed: {type(err).__name__}: {message}"
                 ) from err
             bar.advance(1, cell.name)
-            if on_cell is not None:
-                on_cell(cell.name)
     return len(todo)
 
 
 def run_reproduction(
     profile: Profile | str = "quick",
-    out: Path | str = "runs/reproduce",
+    out: Path | str | None = None,
     figures: Iterable[int] = FIGURES,
     methods: Sequence[str] | None = None,
     workers: int | None = None,
@@ -690,10 +687,10 @@ def run_reproduction(
     ----------
     profile : Profile or str
         A :class:`Profile` or the name of a built-in one (:data:`PROFILES`).
-    out : Path or str
-        Run folder: ``profile.json``, ``cells/``, ``checkpoints/``, ``results.nc``,
-        ``report.md`` and the figures. A folder of another profile is refused; cells already in
-        it are reused.
+    out : Path or str, optional
+        Run folder (default ``runs/reproduce-<profile>``): ``profile.json``, ``cells/``,
+        ``checkpoints/``, ``results.nc``, ``report.md`` and the figures. A folder of another
+        profile is refused; cells already in it are reused.
     figures : iterable of int
         Which of Figs. 3, 4, 5 to produce (the summary table always comes).
     methods : sequence of str, optional
@@ -715,7 +712,7 @@ def run_reproduction(
     """
     prof = profile_by_name(profile) if isinstance(profile, str) else profile
     plan = make_plan(prof, figures, methods)
-    out = Path(out)
+    out = Path("runs") / f"reproduce-{prof.name}" if out is None else Path(out)
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     if workers is not None and scheduler is not None:
