@@ -280,7 +280,10 @@ def reproduce(
     ] = "quick",
     out: Annotated[
         Path | None,
-        typer.Option(help="Run folder: cells/, checkpoints/, results.nc, report.md, figures."),
+        typer.Option(
+            help="Run folder (default runs/reproduce-PROFILE): cells/, checkpoints/, results.nc, "
+            "report.md, figures."
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes of a local Dask cluster (default: CPUs).")

@@ -43,14 +43,20 @@ __all__ = [
     "Profile",
     "ReproductionError",
     "ReproductionResult",
+    "Setting",
     "assemble",
+    "attr_list",
     "compare_results",
+    "comparison_table",
     "local_cluster",
     "make_plan",
     "profile_by_name",
     "render_report",
     "run_cell",
     "run_reproduction",
+    "summary_table",
+    "sweep_table",
+    "trend_table",
     "update_docs_page",
 ]
 
@@ -1013,7 +1019,15 @@ PAPER_TOLERANCE: dict[str, float] = {
 
 
 def attr_list(tree: xr.DataTree, key: str) -> list[Any]:
-    """A list attribute of a reproduction result (stored as JSON)."""
+    """A list attribute of a reproduction result (stored as JSON).
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A reproduction result.
+    key : str
+        ``figures``, ``methods``, ``skipped_methods``, ``references`` or ``seeds``.
+    """
     return list(json.loads(tree.attrs.get(key, "[]")))
 
 
@@ -1035,7 +1049,19 @@ def _budget_text(tree: xr.DataTree, method: str) -> str:
 
 
 def summary_table(tree: xr.DataTree) -> str:
-    """Markdown table of every method at the training setting (95% bootstrap intervals)."""
+    """Markdown table of every method at the training setting (95% bootstrap intervals).
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A reproduction result (its ``summary/heldout`` group).
+
+    Returns
+    -------
+    str
+        One row per learner and reference policy: completion, mean latency, mean pass@100,
+        total reward and cloud share, each ``mean [low, high]``.
+    """
     s = tree["summary/heldout"].to_dataset()
     rows = []
     for m, fam in zip(s["method"].values.tolist(), s["family"].values.tolist(), strict=True):
@@ -1049,7 +1075,19 @@ def summary_table(tree: xr.DataTree) -> str:
 
 
 def sweep_table(tree: xr.DataTree, group: str, var: str, digits: int) -> str:
-    """Markdown table of one metric over a sweep: methods as rows, sweep points as columns."""
+    """Markdown table of one metric over a sweep: methods as rows, sweep points as columns.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A reproduction result.
+    group : str
+        ``tmax_sweep`` or ``load_sweep``.
+    var : str
+        A metric of the summary (``completion_rate``, ``total_reward``, ...).
+    digits : int
+        Decimals shown.
+    """
     s = tree[f"summary/{group}"].to_dataset()
     dim = "t_max" if group == "tmax_sweep" else "tasks"
     points = s[dim].values.tolist()
@@ -1089,7 +1127,15 @@ def _verdict(iv: Interval, paper: float, var: str) -> str:
 
 
 def comparison_table(tree: xr.DataTree) -> str:
-    """The paper's operating points beside the measured ones (markdown)."""
+    """The paper's operating points beside the measured ones (markdown).
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A reproduction result; its learners named in :data:`PAPER_RESULTS` get a row per metric
+        with a verdict (``agrees`` when the paper's number lies within the measured interval
+        widened by :data:`PAPER_TOLERANCE`).
+    """
     rows = _comparison_rows(tree)
     if not rows:
         return "No method of this run has a number in the paper."
@@ -1108,6 +1154,13 @@ def _names(values: Iterable[str]) -> str:
 def trend_table(tree: xr.DataTree) -> str:
     """The paper's Fig. 4 and 5 statements, each beside what this run measured (markdown).
 
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A reproduction result with its sweep summaries.
+
+    Notes
+    -----
     The paper's statements are about its four methods; a verdict compares the learners of this
     run that map to them (``aif`` or ``aif-paper`` for active inference), and the measured
     column also names the reference policies that meet the same condition.
@@ -1285,6 +1338,8 @@ def _render_figures(tree: xr.DataTree, folder: Path) -> list[Path]:
 
     makers = {3: training_figure, 4: tmax_figure, 5: load_figure}
     paths = []
+    for f in set(FIGURES) - set(attr_list(tree, "figures")):
+        (folder / f"fig{f}.png").unlink(missing_ok=True)  # of an earlier call: not this result's
     for f in attr_list(tree, "figures"):
         fig = makers[f](tree)
         paths.append(save_figure(fig, folder / f"fig{f}.png"))
