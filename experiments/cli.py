@@ -1,4 +1,4 @@
-"""The `aif` command line: simulate reference policies, train the agent, plot and diagnose.
+"""The `aif` command line: simulate reference policies, train, reproduce the paper, plot and diagnose.
 
 Each command is a thin shell over a function in `experiments`; heavy imports happen inside commands.
 """
@@ -12,7 +12,7 @@ import typer
 
 app = typer.Typer(
     name="aif",
-    help="Active inference for cloud-edge LLM offloading: simulate, train, report, plot, diagnose.",
+    help="Active inference for cloud-edge LLM offloading: simulate, train, reproduce, report, plot, diagnose.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -287,6 +287,122 @@ def train(
     typer.echo(f"results: {out / 'results.nc'}")
 
 
+def _parse_figures(text: str) -> list[int]:
+    """Parse ``3``, ``3,5`` or ``all`` into figure numbers, with a one-line error otherwise."""
+    from experiments.reproduce import FIGURES
+
+    if text.strip() == "all":
+        return list(FIGURES)
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if part not in {str(f) for f in FIGURES}:
+            _fail(f"--figure {text!r}: expected 'all' or figure numbers from {list(FIGURES)}")
+        out.append(int(part))
+    return out
+
+
+@app.command()
+def reproduce(
+    figure: Annotated[
+        str, typer.Option(help="Figures to reproduce: 3, 4, 5, a comma list, or 'all'.")
+    ] = "all",
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="quick (minutes on 2 cores, tiny budgets) or paper (the full experiment)."
+        ),
+    ] = "quick",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder (default runs/reproduce-PROFILE): cells/, checkpoints/, results.nc, "
+            "report.md, figures."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes of a local Dask cluster (default: CPUs).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of a running Dask scheduler (tcp://host:8786) instead."),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="Learners, comma separated (default: the profile's aif, rainbow, ppo, sac that "
+            "are registered)."
+        ),
+    ] = None,
+    docs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the results into this page's generated section (docs/reproduction.md)."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress and the dashboard address.")] = True,
+) -> None:
+    """Reproduce the paper's Figs. 3-5 and a summary table, one Dask task per (method, seed, setting).
+
+    Finished cells are kept under OUT/cells and skipped when the command runs again.
+    """
+    from experiments.learners import learner_names
+    from experiments.reproduce import (
+        PROFILES,
+        ReproductionError,
+        make_plan,
+        run_reproduction,
+        update_docs_page,
+    )
+
+    figures = _parse_figures(figure)
+    if profile not in PROFILES:
+        _fail(f"--profile {profile!r} is unknown; expected one of {list(PROFILES)}")
+    if workers is not None and workers < 1:
+        _fail(f"--workers {workers} must be >= 1")
+    if workers is not None and scheduler is not None:
+        _fail("--workers and --scheduler exclude each other: give one")
+    method_list = None
+    if methods is not None:
+        method_list = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in method_list if m not in learner_names()]
+        if unknown or not method_list:
+            _fail(f"--methods {methods!r}: expected names from {learner_names()}")
+    folder = out if out is not None else Path("runs") / f"reproduce-{profile}"
+    if folder.exists() and not folder.is_dir():
+        _fail(f"--out {folder} is a file; give a folder for the reproduction")
+    if docs is not None:
+        if not docs.is_file():
+            _fail(f"--docs {docs} is not a file; give the page to update (docs/reproduction.md)")
+        if "<!-- generated:reproduction -->" not in docs.read_text():
+            _fail(f"--docs {docs} has no '<!-- generated:reproduction -->' section to replace")
+    try:
+        make_plan(PROFILES[profile], figures, method_list)
+        result = run_reproduction(
+            profile,
+            folder,
+            figures=figures,
+            methods=method_list,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            log=typer.echo,
+        )
+    except (ReproductionError, ValueError) as err:
+        _fail(str(err))
+    from experiments.reproduce import summary_table
+
+    typer.echo(f"cells: {result.computed} computed, {result.reused} reused")
+    typer.echo(summary_table(result.tree))
+    if docs is not None:
+        parts = [f"--figure {figure}"] if figure != "all" else []
+        parts += [f"--methods {methods}"] if methods else []
+        command = " ".join(["aif reproduce", f"--profile {profile}", *parts])
+        for path in update_docs_page(result.results, docs, command):
+            typer.echo(f"wrote {path}")
+    typer.echo(f"results: {result.results}")
+    typer.echo(f"report: {result.report}")
+
+
 @app.command()
 def agents() -> None:
     """List the learners `aif train --agent` takes, with their family and a line each."""
@@ -299,13 +415,16 @@ def agents() -> None:
 
 @app.command()
 def plot(
-    results: Annotated[list[Path], typer.Argument(help="results.nc files from `aif train`.")],
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="results.nc files of `aif train` (or one of `aif reproduce`)."),
+    ],
     out: Annotated[Path, typer.Option(help="Figure file (.png, .pdf, .svg).")] = Path(
         "runs/fig3.png"
     ),
     smooth: Annotated[int, typer.Option(min=1, help="Moving-average width over episodes.")] = 1,
 ) -> None:
-    """Render the paper's Fig. 3 panels (training curves) from result files."""
+    """Render the paper's Fig. 3 panels (training curves, 95% intervals over seeds) from result files."""
     from experiments.plot import plot_training
 
     for path in results:

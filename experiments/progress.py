@@ -26,16 +26,24 @@ class ProgressReporter:
         ``False`` shows nothing.
     stream : file, optional
         Where to write (default ``sys.stderr``); a terminal gets a rich bar.
+    initial : int
+        Units already done before this run (resumed work): counted as done, left out of the ETA.
     """
 
     def __init__(
-        self, total: int, description: str, enabled: bool = True, stream: TextIO | None = None
+        self,
+        total: int,
+        description: str,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        initial: int = 0,
     ) -> None:
         self.total = max(int(total), 0)
         self.description = description
         self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
-        self.done = 0
+        self.initial = min(max(int(initial), 0), self.total)
+        self.done = self.initial
         self._start = time.monotonic()
         self._next_line = 0
         self._rich: Any = None
@@ -66,7 +74,9 @@ class ProgressReporter:
                 transient=False,
             )
             self._rich.start()
-            self._task = self._rich.add_task(self.description, total=self.total, postfix="")
+            self._task = self._rich.add_task(
+                self.description, total=self.total, completed=self.initial, postfix=""
+            )
         return self
 
     def __exit__(
@@ -90,7 +100,8 @@ class ProgressReporter:
         step = max(1, self.total // 10)
         if self.done >= self._next_line or self.done == self.total:
             elapsed = time.monotonic() - self._start
-            eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+            fresh = self.done - self.initial
+            eta = elapsed / fresh * (self.total - self.done) if fresh > 0 else float("nan")
             eta_text = f"{eta:.0f} s" if eta == eta else "-"
             tail = f"  {postfix}" if postfix else ""
             print(
