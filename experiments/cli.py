@@ -68,6 +68,18 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
+def _scenario_from_file(path: Path | None) -> Any:
+    """The ScenarioConfig of ``--scenario-file`` (None without one), or a one-line error."""
+    if path is None:
+        return None
+    from experiments.runconfig import load_scenario_file
+
+    try:
+        return load_scenario_file(path)
+    except ValueError as err:
+        _fail(f"--scenario-file: {err}")
+
+
 @app.command()
 def simulate(
     policy: Annotated[
@@ -104,14 +116,7 @@ def simulate(
         _fail(f"--episodes {episodes} must be >= 1")
     if out is not None and out.is_dir():
         _fail(f"--out {out} is a folder; give a .nc file name")
-    config = None
-    if scenario_file is not None:
-        from experiments.runconfig import load_scenario_file
-
-        try:
-            config = load_scenario_file(scenario_file)
-        except ValueError as err:
-            _fail(f"--scenario-file: {err}")
+    config = _scenario_from_file(scenario_file)
     from experiments.simulate import main
 
     main(
@@ -237,13 +242,8 @@ def train(
                 f"--references {unknown} unknown; expected 'all', '' or names from {policy_names()}"
             )
     scenario_json = None
-    if scenario_file is not None:
-        from experiments.runconfig import load_scenario_file
-
-        try:
-            loaded = load_scenario_file(scenario_file)
-        except ValueError as err:
-            _fail(f"--scenario-file: {err}")
+    loaded = _scenario_from_file(scenario_file)
+    if loaded is not None:
         scenario_json, scenario = loaded.model_dump_json(), loaded.name
     try:
         seed_list = _parse_seeds(seeds)
