@@ -98,6 +98,7 @@ def simulate(
             help="A scenario as JSON or YAML (ScenarioConfig fields); replaces --scenario."
         ),
     ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Evaluate reference policies on a scenario and print the metrics table."""
     from baselines import policy_names
@@ -126,6 +127,7 @@ def simulate(
         episodes=episodes,
         seed=seed,
         out=out,
+        show_progress=progress,
     )
 
 
@@ -143,6 +145,7 @@ def diagnose(
     ),
     seed: Annotated[int, typer.Option(help="Seed (with --run: which seed's checkpoint).")] = 0,
     steps: Annotated[int, typer.Option(help="SVI steps.")] = 500,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Free-energy diagnostics of a built-in model, or the posterior beliefs of a trained agent."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -168,7 +171,7 @@ def diagnose(
         _fail(f"--steps {steps} must be >= 1")
     from experiments.diagnose import main
 
-    main(model=model, out_dir=out_dir, seed=seed, steps=steps)
+    main(model=model, out_dir=out_dir, seed=seed, steps=steps, progress=progress)
 
 
 @app.command()

@@ -36,6 +36,7 @@ from aif.inference import (
 from aif.maths import log_softmax
 from aif.planning import policy_posterior
 from experiments.atomic import write_atomic
+from experiments.progress import ProgressReporter
 from generative_models.categorical import CategoricalPOMDP
 from generative_models.gaussian_ssm import GaussianBelief, GaussianSSM
 from generative_models.server_states import ServerStateSpec, build_server_state_model
@@ -88,7 +89,9 @@ def _simulate_categorical(
     return obs, actions
 
 
-def _categorical_run(pomdp: CategoricalPOMDP, seed: int, steps: int) -> DiagnosticsRun:
+def _categorical_run(
+    pomdp: CategoricalPOMDP, seed: int, steps: int, tick: Callable[[str], None]
+) -> DiagnosticsRun:
     assert pomdp.policies is not None and pomdp.D is not None and pomdp.C is not None
     policies = pomdp.policies
     obs, actions = _simulate_categorical(pomdp, policies, NUM_TIME_STEPS, seed)
@@ -103,13 +106,14 @@ def _categorical_run(pomdp: CategoricalPOMDP, seed: int, steps: int) -> Diagnost
         make_guide,
         obs,
         list(pomdp.D),
-        categorical_predict(pomdp.B),
+        _counted(categorical_predict(pomdp.B), tick),
         list(actions),
         num_steps=steps,
         lr=0.1,
         seed=seed,
         tol=1e-7,
     )
+    tick("filtered by SVI")
     exact = pomdp.filter(obs, actions, method="fpi")
     belief_error = max(
         float((q_svi - q_exact).abs().max())
@@ -128,6 +132,7 @@ def _categorical_run(pomdp: CategoricalPOMDP, seed: int, steps: int) -> Diagnost
         tol=1e-7,
         num_samples=200,
     )
+    tick("posterior samples")
     qs = list(filtered.posteriors[-1].values())
     efe_exact = pomdp.efe(qs)
     efe_sampled = efe_mc(
@@ -151,10 +156,11 @@ def _categorical_run(pomdp: CategoricalPOMDP, seed: int, steps: int) -> Diagnost
         ),
     )
     efe_error = float((efe_sampled.efe - efe_exact.efe).abs().max())
+    tick("expected free energy")
     return DiagnosticsRun(tree, filtered.vfe_traces, belief_error, efe_error)
 
 
-def _gaussian_run(seed: int, steps: int) -> DiagnosticsRun:
+def _gaussian_run(seed: int, steps: int, tick: Callable[[str], None]) -> DiagnosticsRun:
     model = GaussianSSM()
     gen = torch.Generator().manual_seed(seed)
     actions = torch.randint(0, model.num_controls, (NUM_TIME_STEPS - 1,), generator=gen)
@@ -174,11 +180,12 @@ def _gaussian_run(seed: int, steps: int) -> DiagnosticsRun:
         GaussianBelief,
         list(obs),
         prior,
-        model.predict,
+        _counted(model.predict, tick),
         list(actions),
         seed=seed,
         **fit_kwargs,
     )
+    tick("filtered by SVI")
     kalman = model.kalman_filter(obs, actions)
     means = torch.stack([p[0] for p in filtered.posteriors])
     belief_error = float((means - kalman.means).abs().max())
@@ -191,6 +198,7 @@ def _gaussian_run(seed: int, steps: int) -> DiagnosticsRun:
         num_samples=200,
         **fit_kwargs,
     )
+    tick("posterior samples")
     belief = filtered.posteriors[-1]
     policies = torch.arange(model.num_controls).reshape(-1, 1, 1).expand(-1, model.horizon, 1)
     target, scale = model.level * 0.7, 0.2
@@ -210,7 +218,23 @@ def _gaussian_run(seed: int, steps: int) -> DiagnosticsRun:
         efe_decomposition(efe_sampled, policies, policy_posterior(efe_sampled.efe, 16.0)),
     )
     efe_error = float((efe_sampled.efe - efe_exact.efe).abs().max())
+    tick("expected free energy")
     return DiagnosticsRun(tree, filtered.vfe_traces, belief_error, efe_error)
+
+
+def _counted(predict: Callable[[Any, Any], Any], tick: Callable[[str], None]) -> Any:
+    """``predict`` that counts one filtering step on ``tick`` per call (one call per time step)."""
+
+    def counted(posterior: Any, action: Any) -> Any:
+        tick("filtering")
+        return predict(posterior, action)
+
+    return counted
+
+
+#: Units of progress of one diagnostics run: the filtering steps (one per time step), the
+#: posterior samples and the expected free energy.
+NUM_STAGES = NUM_TIME_STEPS + 2
 
 
 def _assemble(
@@ -224,7 +248,9 @@ def _assemble(
     return xr.DataTree.from_dict(groups)
 
 
-def run(model: str, seed: int, steps: int) -> DiagnosticsRun:
+def run(
+    model: str, seed: int, steps: int, tick: Callable[[str], None] | None = None
+) -> DiagnosticsRun:
     """Run the diagnostics of a built-in model without writing anything.
 
     Parameters
@@ -236,6 +262,8 @@ def run(model: str, seed: int, steps: int) -> DiagnosticsRun:
     seed : int
     steps : int
         SVI steps per time step.
+    tick : callable, optional
+        Called with a short status after each of the :data:`NUM_STAGES` units of work.
 
     Returns
     -------
@@ -243,14 +271,18 @@ def run(model: str, seed: int, steps: int) -> DiagnosticsRun:
     """
     if steps < 1:
         raise ValueError(f"diagnose: steps={steps}; expected >= 1")
+    tick = tick if tick is not None else (lambda status: None)
     builders: dict[str, Callable[[], DiagnosticsRun]] = {
         "server-states": lambda: _categorical_run(
-            build_server_state_model(ServerStateSpec()).pomdp, seed, steps
+            build_server_state_model(ServerStateSpec()).pomdp, seed, steps, tick
         ),
         "random": lambda: _categorical_run(
-            CategoricalPOMDP.random([3, 2], [3, 2], [2, 2], policy_len=2, seed=seed), seed, steps
+            CategoricalPOMDP.random([3, 2], [3, 2], [2, 2], policy_len=2, seed=seed),
+            seed,
+            steps,
+            tick,
         ),
-        "gaussian": lambda: _gaussian_run(seed, steps),
+        "gaussian": lambda: _gaussian_run(seed, steps, tick),
     }
     if model not in builders:
         raise ValueError(f"diagnose: model={model!r}; expected one of {list(MODELS)}")
@@ -272,7 +304,7 @@ def write_datatree_atomic(tree: xr.DataTree, path: Path) -> Path:
     return write_atomic(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf"))
 
 
-def main(model: str, out_dir: Path, seed: int, steps: int) -> None:
+def main(model: str, out_dir: Path, seed: int, steps: int, progress: bool = True) -> None:
     """Run free-energy diagnostics on a built-in model and write the DataTree and figures.
 
     Writes ``diagnostics.nc`` (the DataTree of :class:`DiagnosticsRun`) and, rendered from that
@@ -286,9 +318,12 @@ def main(model: str, out_dir: Path, seed: int, steps: int) -> None:
     seed : int
     steps : int
         SVI steps per time step.
+    progress : bool
+        Count the units of work on stderr (a rich bar on a terminal, plain lines otherwise).
     """
     out_dir = Path(out_dir)
-    result = run(model, seed, steps)
+    with ProgressReporter(NUM_STAGES, f"diagnose {model}", enabled=progress) as bar:
+        result = run(model, seed, steps, tick=lambda status: bar.advance(1, postfix=status))
     nc = write_datatree_atomic(result.tree, out_dir / "diagnostics.nc")
     tree = xr.open_datatree(nc, engine="h5netcdf")
     traces = {f"t={t}": trace for t, trace in enumerate(result.vfe_traces)}
@@ -300,7 +335,9 @@ def main(model: str, out_dir: Path, seed: int, steps: int) -> None:
     tree.close()
 
     table = Table(title=f"free-energy diagnostics: {model} (seed {seed}, {steps} SVI steps)")
-    for column in ("time step", "VFE", "accuracy", "complexity", "converged"):
+    # "converged": the fit's own stopping test; "settled at": the first step from which the VFE
+    # changes by less than 1e-5 (relative), a looser reading of the same trace.
+    for column in ("time step", "VFE", "accuracy", "complexity", "converged", "settled at step"):
         table.add_column(column, justify="right")
     free_energy = result.tree["free_energy"].to_dataset()
     terms = free_energy["vfe_terms"].to_numpy()
@@ -314,7 +351,8 @@ def main(model: str, out_dir: Path, seed: int, steps: int) -> None:
             f"{terms[t, 0]:.4f}",
             f"{terms[t, 1]:.4f}",
             f"{terms[t, 2]:.4f}",
-            f"{bool(converged[t])} (step {report.first_converged_step})",
+            str(bool(converged[t])),
+            "-" if report.first_converged_step is None else str(report.first_converged_step),
         )
     console = Console()
     console.print(table)

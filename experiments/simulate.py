@@ -15,12 +15,12 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from baselines import Policy, make_policy, policy_names
 from environments import CloudEdgeOffloadEnv, EpisodeMetrics, ScenarioConfig, episode_metrics
 from experiments.atomic import write_atomic
+from experiments.progress import ProgressReporter
 from experiments.stats import Interval, mean_interval
 
 __all__ = ["METRICS", "SimulationResult", "evaluate_policy", "main", "results_to_dataset"]
@@ -94,7 +94,7 @@ def evaluate_policy(
     episodes: int = 5,
     seed: int = 0,
     t_max: float | None = None,
-    progress: Progress | None = None,
+    progress: ProgressReporter | None = None,
 ) -> SimulationResult:
     """Evaluate one reference policy over ``episodes`` episodes (seeds ``seed .. seed+episodes-1``).
 
@@ -111,8 +111,8 @@ def evaluate_policy(
         Seed of the first episode.
     t_max : float, optional
         Overrides the configuration's ``t_max``.
-    progress : rich.progress.Progress, optional
-        Advances a task on it per episode when given.
+    progress : experiments.progress.ProgressReporter, optional
+        Counts each finished episode on it when given (the policy's name as its status).
     """
     if episodes < 1:
         raise ValueError(f"episodes={episodes}, expected >= 1")
@@ -124,12 +124,11 @@ def evaluate_policy(
     name = (
         policy if isinstance(policy, str) else str(getattr(policy, "name", type(policy).__name__))
     )
-    task = progress.add_task(f"{name:18s}", total=episodes) if progress else None
     metrics = []
     for s in seeds:
         metrics.append(run_episode(env, policy, s)[0])
-        if progress is not None and task is not None:
-            progress.advance(task)
+        if progress is not None:
+            progress.advance(1, postfix=name)
     return SimulationResult(name, cfg.name, cfg.t_max, seeds, metrics)
 
 
@@ -184,6 +183,7 @@ def main(
     episodes: int,
     seed: int,
     out: Path | None,
+    show_progress: bool = True,
 ) -> None:
     """Evaluate ``policy`` (or ``"all"``) on a preset and print the metrics table.
 
@@ -201,6 +201,8 @@ def main(
         Seed of the first episode; episode ``k`` uses ``seed + k``.
     out : pathlib.Path or None
         When given, the per-episode metrics are written there as netCDF (atomically).
+    show_progress : bool
+        Count the episodes on stderr: a rich bar on a terminal, plain lines otherwise.
     """
     if isinstance(policy, str):
         names = policy_names() if policy == "all" else [policy]
@@ -218,7 +220,7 @@ def main(
     # A fixed width keeps the table readable when the output is captured (no terminal).
     console = Console(width=None if sys.stdout.isatty() else 200)
     results = []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    with ProgressReporter(len(names) * episodes, "episodes", enabled=show_progress) as progress:
         for name in names:
             results.append(evaluate_policy(name, cfg, episodes, seed, progress=progress))
     table = Table(

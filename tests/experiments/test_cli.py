@@ -124,3 +124,21 @@ def test_report_never_truncates_names_when_piped(tmp_path: Path) -> None:
     proc = aif("report", str(tmp_path / "run" / "results.nc"), "--window", "1")
     assert proc.returncode == 0, proc.stderr
     assert "aif-no-info-gain" in proc.stdout and "edge_least_loaded" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["simulate", "--policy", "cloud,random", "--episodes", "2"], "episodes: 4/4"),
+        (
+            ["diagnose", "--model", "random", "--steps", "5", "--out-dir", "{dir}"],
+            "diagnose random: 6/6",
+        ),
+    ],
+)
+def test_progress_is_plain_lines_off_a_terminal(tmp_path: Path, args: list[str], line: str) -> None:
+    proc = aif(*[a.format(dir=tmp_path / "out") for a in args])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert line in proc.stderr and "\x1b[" not in proc.stderr  # no redrawn bar, no escapes
+    quiet = aif(*[a.format(dir=tmp_path / "quiet") for a in args], "--no-progress")
+    assert quiet.returncode == 0 and line not in quiet.stderr
