@@ -157,8 +157,10 @@ def train_seed(
         records, evals = state["records"], {int(k): v for k, v in state["evals"].items()}
     points = config.eval_points()
     rounds = 0
-    with ProgressReporter(config.episodes, f"{config.agent} seed {seed}", enabled=progress) as bar:
-        bar.update(len(records))
+    # Episodes loaded from a checkpoint count as done and stay out of the ETA.
+    with ProgressReporter(
+        config.episodes, f"{config.agent} seed {seed}", enabled=progress, initial=len(records)
+    ) as bar:
         while True:
             done = len(records)
             if done in points and done not in evals:
