@@ -58,6 +58,7 @@ __all__ = [
     "sweep_table",
     "trend_table",
     "update_docs_page",
+    "budget_table",
 ]
 
 #: Figures ``aif reproduce --figure`` knows.
@@ -1074,6 +1075,50 @@ def summary_table(tree: xr.DataTree) -> str:
     )
 
 
+def budget_table(tree: xr.DataTree) -> str:
+    """Markdown table of the learners at equal training budgets (95% bootstrap intervals).
+
+    Every learner is evaluated on the held-out episodes of the training setting during its
+    training (group ``evaluation``). This table takes each family's budget (e.g. 100 episodes for
+    active inference, 300 for deep RL) as a common point and shows every learner that reached it,
+    so that methods are compared after the same number of training episodes. The reference
+    policies play the same held-out episodes (the summary table).
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A reproduction result with an ``evaluation`` group.
+
+    Returns
+    -------
+    str
+        One row per (budget, learner); empty when the result has no evaluation during training.
+    """
+    if "evaluation" not in tree.children:
+        return ""
+    from experiments.report import METRICS
+    from experiments.stats import mean_interval
+
+    ev = tree["evaluation"].to_dataset()
+    budgets = sorted(set(json.loads(tree.attrs["episodes"]).values()))
+    points = [b for b in budgets if b in ev["after_episode"].values.tolist()]
+    digits = {k: d for k, _, d in TABLE_METRICS}
+    heads = {k: h for k, h, _ in TABLE_METRICS}
+    rows = []
+    for point in points:
+        at = ev.sel(after_episode=point).mean("eval_episode")
+        for m in at["method"].values.tolist():
+            per_seed = at.sel({"method": m})
+            values = per_seed["completion_rate"].values
+            if np.isnan(values).all():
+                continue  # trained for fewer episodes than this point
+            cells = [mean_interval(per_seed[k].values).format(digits[k]) for k in METRICS]
+            rows.append([str(point), f"`{m}`", str(int(np.isfinite(values).sum())), *cells])
+    if not rows:
+        return ""
+    return _md_table(["training episodes", "method", "seeds", *(heads[k] for k in METRICS)], rows)
+
+
 def sweep_table(tree: xr.DataTree, group: str, var: str, digits: int) -> str:
     """Markdown table of one metric over a sweep: methods as rows, sweep points as columns.
 
@@ -1276,6 +1321,22 @@ def _profile_text(tree: xr.DataTree) -> str:
     return "\n".join(lines)
 
 
+def _budget_section(tree: xr.DataTree) -> list[str]:
+    table = budget_table(tree)
+    if not table:
+        return []
+    return [
+        "### Learners at equal budget (held-out episodes during training)",
+        "",
+        "The same held-out episodes as the summary above, played by each learner after the given "
+        "number of training episodes (a longer run passes through the shorter budget with the "
+        "same state: no schedule of any learner depends on the total budget).",
+        "",
+        table,
+        "",
+    ]
+
+
 def _report_body(tree: xr.DataTree, figure_dir: str) -> str:
     """The report's sections; figures are referenced under ``figure_dir``."""
     prefix = f"{figure_dir}/" if figure_dir else ""
@@ -1290,6 +1351,7 @@ def _report_body(tree: xr.DataTree, figure_dir: str) -> str:
         "",
         summary_table(tree),
         "",
+        *_budget_section(tree),
         "### Paper vs this run",
         "",
         comparison_table(tree),

@@ -98,6 +98,8 @@ def test_quick_profile_end_to_end(tmp_path: Path) -> None:
         assert f"]({figure})" in report
         assert (out / figure).stat().st_size > 20_000
     assert "95% bootstrap interval" in report and "| `aif` |" in report
+    # Learners at equal budget: each family's budget is a row group (3 for aif, 10 for deep RL).
+    assert "| 3 | `aif` | 2 |" in report and "| 10 | `ppo` | 2 |" in report
     assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", report)
 
     # A second call finds every cell finished and computes nothing.
