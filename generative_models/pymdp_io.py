@@ -161,7 +161,8 @@ def from_pymdp(
         policies = None
 
     def t(xs: list[np.ndarray] | None) -> list[Tensor] | None:
-        return None if xs is None else [torch.as_tensor(np.asarray(x), dtype=dtype) for x in xs]
+        # A copy: pymdp's (JAX) arrays are read-only, and the tensors must own their memory.
+        return None if xs is None else [torch.tensor(np.array(x), dtype=dtype) for x in xs]
 
     A_t, B_t = t(A), t(B)
     assert A_t is not None and B_t is not None
