@@ -14,7 +14,9 @@ warm-up), so that load falls on both alike, and prints the ratio of the two medi
 The batch block (``--batch``, default 256 medium models, each with its own seeded A, B, C, D)
 times one batched call of the precompiled update and policy evaluation against pymdp's jitted
 ``Agent`` with ``batch_size`` set to the same number, and reports time per agent. For reference it
-also times the pre-batch way, one precompiled update per agent in a Python loop.
+also times the pre-batch way, one precompiled update per agent in a Python loop. The engine's rows
+run in float64 (the models' dtype); pymdp runs in JAX's default float32, so the policy evaluation
+is also timed in float32.
 """
 
 from __future__ import annotations
@@ -251,6 +253,12 @@ def _bench_batch(name: str, args: argparse.Namespace) -> None:
         A, B, C, first.policies, 16.0, log_E, info_gain="per_modality", batched=True
     )
     qs = exact.update(obs, D).qs
+    # pymdp runs in JAX's default float32; the same evaluator in float32, for a like-for-like row.
+    f32 = [[x.to(torch.float32) for x in xs] for xs in (A, B, C)]
+    evaluator32 = PolicyEvaluator(
+        *f32, first.policies, 16.0, log_E.float(), info_gain="per_modality", batched=True
+    )
+    qs32 = [q.float() for q in qs]
     singles = [ExactStateInference(m.A) for m in models]
     obs_rows = obs.tolist()
     D_rows = [list(m.D) for m in models]  # type: ignore[arg-type]
@@ -270,6 +278,10 @@ def _bench_batch(name: str, args: argparse.Namespace) -> None:
         / n,
         "policy evaluation, precompiled (per-modality), one batched call": _time(
             lambda: evaluator.evaluate(qs), args.repeats
+        )
+        / n,
+        "policy evaluation, as above in float32 (pymdp's dtype here)": _time(
+            lambda: evaluator32.evaluate(qs32), args.repeats
         )
         / n,
     }
@@ -294,6 +306,7 @@ def _bench_batch(name: str, args: argparse.Namespace) -> None:
     for label, ours, theirs in (
         ("belief update, batched", lambda: exact.update(obs, D), ref[0]),
         ("policy evaluation, batched (per-modality)", lambda: evaluator.evaluate(qs), ref[1]),
+        ("policy evaluation, batched, float32", lambda: evaluator32.evaluate(qs32), ref[1]),
     ):
         t_ours, t_pm = _paired(ours, theirs, max(50, args.paired // 10), ref[2])
         print(
