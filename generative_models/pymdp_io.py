@@ -171,7 +171,7 @@ def from_pymdp(
         B=B_t,
         C=t(C),
         D=t(D),
-        E=None if E is None else torch.as_tensor(E, dtype=dtype),
+        E=None if E is None else torch.tensor(np.array(E), dtype=dtype),
         policy_len=int(policy_len),
         pA=t(pA),
         pB=t(pB),
