@@ -39,9 +39,9 @@ __all__ = [
 
 #: Largest joint outcome-by-state table (entries) the joint information gain builds.
 _MAX_JOINT_ENTRIES = 20_000_000
-#: Entries of the predicted joint states a batched policy evaluation builds per chunk of agents
-#: (about a megabyte in float64, small enough to stay in cache).
-_CHUNK_ENTRIES = 150_000
+#: Agents per chunk of a batched policy evaluation: this many (rows x joint states) entries,
+#: about two megabytes in float64 (the factored read-out builds less than that).
+_CHUNK_ENTRIES = 300_000
 
 
 class EFEResult(NamedTuple):
@@ -711,6 +711,68 @@ class PolicyEvaluation(NamedTuple):
     q_pi: Tensor
 
 
+class _FactoredPlan(NamedTuple):
+    """Index tables of the factored read-out of :class:`PolicyEvaluator` (batches only)."""
+
+    order: list[int]  # factors, outermost (contracted last) first
+    first_row: list[Tensor]  # per factor: a row of each distinct prefix of that factor
+    kidx: list[Tensor]  # per level: the prefix of factor order[i] of each combination
+    child: list[Tensor]  # per level: the combination of the levels inside it
+    inner: list[int]  # per level: prod n_s of the factors outside it
+
+
+def _factored_plan(
+    keys: list[list[tuple[int, ...]]],
+    order: list[int],
+    ns: Sequence[int],
+    n_rows: int,
+    device: torch.device,
+) -> _FactoredPlan:
+    """Index tables of the factored read-out.
+
+    ``keys[f][u]`` identifies factor ``f``'s predicted state at row ``u`` (its step and its own
+    actions so far). Level ``i`` contracts factor ``order[i]``; its combinations are the
+    distinct tuples of keys of ``order[i:]`` over the rows, and those of level 0 are the rows.
+    """
+    F = len(order)
+    key_ids: list[list[int]] = []
+    first_row: list[Tensor] = []
+    for f in range(F):
+        ids: dict[tuple[int, ...], int] = {}
+        rep: list[int] = []
+        per_row = []
+        for u, key in enumerate(keys[f]):
+            if key not in ids:
+                ids[key] = len(rep)
+                rep.append(u)
+            per_row.append(ids[key])
+        key_ids.append(per_row)
+        first_row.append(torch.tensor(rep, dtype=torch.long, device=device))
+    kidx: list[Tensor] = [torch.empty(0, dtype=torch.long)] * F
+    child: list[Tensor] = [torch.empty(0, dtype=torch.long)] * F
+    inner = [math.prod(ns[g] for g in order[:i]) for i in range(F)]
+    combo_of_row = [0] * n_rows  # combination of the level inside (none inside the last: 0)
+    for i in reversed(range(F)):
+        g = order[i]
+        combos: dict[tuple[int, int], int] = {}
+        k_list: list[int] = []
+        c_list: list[int] = []
+        new_of_row = []
+        for u in range(n_rows):
+            pair = (key_ids[g][u], combo_of_row[u])
+            if i == 0:
+                pair = (u, combo_of_row[u])  # the rows themselves, in row order
+            if pair not in combos:
+                combos[pair] = len(k_list)
+                k_list.append(key_ids[g][u])
+                c_list.append(combo_of_row[u])
+            new_of_row.append(combos[pair])
+        combo_of_row = new_of_row
+        kidx[i] = torch.tensor(k_list, dtype=torch.long, device=device)
+        child[i] = torch.tensor(c_list, dtype=torch.long, device=device)
+    return _FactoredPlan(list(order), first_row, kidx, child, inner)
+
+
 class PolicyEvaluator:
     """Expected free energy of all policies and their posterior, precompiled for one model.
 
@@ -736,9 +798,11 @@ class PolicyEvaluator:
     factors (products of 0/1 spreading maps, which beat broadcasting for these tiny axes), one
     matrix product with ``W``, an elementwise ``x log x`` of the predicted outcomes, a
     gather-and-sum over steps, one matrix product with the coefficients and a softmax, whatever
-    the number of policies. A batch of beliefs (``qs[f]`` of shape (batch, n_s[f])) goes through
-    the same operations at once; with ``batched=True`` each batch element has its own model
-    (every table gains a leading batch axis and the products become batched ones).
+    the number of policies. A batch of beliefs (``qs[f]`` of shape (batch, n_s[f])) is read out
+    without the joint predicted state: a factor's prediction depends only on its own actions, so
+    it has few distinct values when its controls are few, and the read-out table is contracted
+    with one factor's predictions at a time, fewest distinct values first. With ``batched=True``
+    each batch element has its own model (every table gains a leading batch axis).
 
     Parameters
     ----------
@@ -960,6 +1024,34 @@ class PolicyEvaluator:
         self._bias = bias
         self._bias_T = bias.transpose(-1, -2).contiguous()  # (*bl, n_pol, 7)
 
+        # Factored read-out for batches: contract the read-out table with one factor's
+        # prediction at a time, from the factor with the fewest distinct prefixes, instead of
+        # building the joint predicted state of every row. A factor's prediction depends only on
+        # its own actions so far, so it has at most as many distinct prefixes as there are rows.
+        keys: list[list[tuple[int, ...]]] = []
+        for f in range(F):
+            per_row = []
+            for u in range(n_rows):
+                chain, v = [], u
+                while v >= 0:
+                    chain.append(last_action[v][f])
+                    v = parent[v]
+                per_row.append((step[u], *chain))
+            keys.append(per_row)
+        order = sorted(range(F), key=lambda f: len(set(keys[f])), reverse=True)  # outer first
+        self._factored = _factored_plan(keys, order, ns, n_rows, device)
+        # State axes innermost level first: each level sums out the leading state axis.
+        perm = [lead + o for o in reversed(order)]
+        W = self._readout.reshape(*bl, *ns, K).permute(*range(lead), *perm, lead + F)
+        self._factored_readout = W.reshape(*bl, 1, n_joint, K).contiguous()
+        self._factored_trans = [
+            self._transitions[f]
+            .reshape(*bl, n_rows, ns[f], ns[f])[..., self._factored.first_row[f], :, :]
+            .reshape(*bl, -1, ns[f])
+            .contiguous()
+            for f in range(F)
+        ]
+
     def evaluate(self, qs: Sequence[Tensor]) -> PolicyEvaluation:
         """EFE of every policy from the current beliefs, and the policy posterior.
 
@@ -1001,8 +1093,8 @@ class PolicyEvaluator:
     def _evaluate_batch(self, qs: Sequence[Tensor]) -> PolicyEvaluation:
         """:meth:`evaluate` for beliefs with a leading batch axis."""
         batch = int(qs[0].shape[0])
-        # The joint predicted states of a chunk of agents, (chunk, U, prod n_s), stay small
-        # enough for the cache; one chunk per call for small batches.
+        # Chunks of agents keep the intermediates small enough for the cache; one chunk per call
+        # for small batches.
         per_agent = self._n_rows * int(self._readout.shape[-2])
         chunk = max(1, min(batch, _CHUNK_ENTRIES // max(1, per_agent)))
         if chunk >= batch:
@@ -1019,29 +1111,39 @@ class PolicyEvaluator:
             EFEResult(efe, risk, ambiguity, pragmatic, info, novelty), logits.softmax(-1)
         )
 
+    def _factored_read(self, qs: Sequence[Tensor], start: int, stop: int) -> Tensor:
+        """Read-outs of every row, contracting one factor at a time, shape (chunk, U, K).
+
+        Level ``i`` sums factor ``order[i]`` out of the read-out table of every combination of
+        the factors inside it: ``G_i[c] = sum_s p[kidx[c], s] G_{i+1}[child[c], s, ...]``.
+        """
+        plan = self._factored
+        ns = self._num_states
+        b = stop - start
+        G = self._factored_readout[start:stop] if self._batched else self._factored_readout
+        K = int(G.shape[-1])
+        for i in reversed(range(len(plan.order))):  # innermost level first
+            g = plan.order[i]
+            q = qs[g][start:stop]
+            n = ns[g]
+            if self._batched:
+                pred = torch.bmm(self._factored_trans[g][start:stop], q.unsqueeze(-1))
+                pred = pred.view(b, -1, n)
+            else:
+                pred = self._factored_trans[g].mm(q.T).view(-1, n, b).permute(2, 0, 1)
+            inner = G.view(G.shape[0], -1, n, plan.inner[i] * K).index_select(1, plan.child[i])
+            p = pred.index_select(1, plan.kidx[i])  # (b, C_i, n)
+            # sum over the factor's states as n multiply-adds (faster than a reduction over a
+            # middle axis, or than batched 1-row matrix products, at these sizes)
+            G = inner[:, :, 0] * p[:, :, 0, None]  # (b, C_i, S_outer * K)
+            for s in range(1, n):
+                G.addcmul_(inner[:, :, s], p[:, :, s, None])
+        return G.reshape(b, self._n_rows, K)
+
     def _evaluate_chunk(self, qs: Sequence[Tensor], start: int, stop: int) -> Tensor:
         """The seven outputs for batch elements ``start..stop-1``, shape (chunk, n_policies, 7)."""
-        n_rows, ns = self._n_rows, self._num_states
         b = stop - start
-        q_joint: Tensor | None = None
-        for f, q in enumerate(qs):
-            q = q[start:stop]
-            if self._batched:
-                pred = torch.bmm(self._transitions[f][start:stop], q.unsqueeze(-1))
-                pred = pred.view(b, n_rows, ns[f])
-            else:
-                pred = self._transitions[f].mm(q.T).view(n_rows, ns[f], b).permute(2, 0, 1)
-            # Outer product over factors by broadcasting: (b, U, S_<f) x (b, U, n_f).
-            q_joint = (
-                pred
-                if q_joint is None
-                else (q_joint.unsqueeze(-1) * pred.unsqueeze(-2)).reshape(b, n_rows, -1)
-            )
-        assert q_joint is not None
-        if self._batched:
-            read = torch.bmm(q_joint, self._readout[start:stop])  # (b, U, K)
-        else:
-            read = q_joint.matmul(self._readout)
+        read = self._factored_read(qs, start, stop)  # (b, U, K)
         n_out = self._n_out
         outcomes = read[..., :n_out]
         linear = read[..., n_out:]

@@ -327,6 +327,34 @@ def test_batched_efe_and_evaluator_equal_one_call_per_element(info_gain: str) ->
         assert torch.allclose(fast.q_pi[b], policy_posterior(plain0.efe, 8.0, log_E[0]), atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    ("ns", "nu"),
+    [((4, 3, 3), (3, 2, 1)), ((3, 2), (1, 3)), ((3, 2), (2, 3)), ((3, 4, 2), (2, 2, 2))],
+)
+@pytest.mark.parametrize("info_gain", ["joint", "per_modality"])
+def test_batched_evaluator_factored_read_out_agrees_with_the_reference(
+    ns: tuple[int, ...], nu: tuple[int, ...], info_gain: str
+) -> None:
+    # A batch is read out factor by factor (fewest distinct predictions first), whatever the
+    # factors' controls; it must give the reference numbers, with time-indexed preferences.
+    models = [_model(seed, ns=ns, no=(4, 3), nu=nu) for seed in range(3)]
+    for model in models:
+        model[3][1] = torch.randn(3, 3, dtype=torch.float64)
+    policies = construct_policies(list(nu), policy_len=3)
+    qs = [torch.stack([m[0][f] for m in models]) for f in range(len(ns))]
+    A, B, C = (_stack([m[k] for m in models]) for k in (1, 2, 3))
+    own = PolicyEvaluator(A, B, C, policies, 8.0, info_gain=info_gain, batched=True)  # type: ignore[arg-type]
+    _, A0, B0, C0 = models[0]
+    shared = PolicyEvaluator(A0, B0, C0, policies, 8.0, info_gain=info_gain)  # type: ignore[arg-type]
+    out_own, out_shared = own.evaluate(qs), shared.evaluate(qs)
+    for b, (q_b, A_b, B_b, C_b) in enumerate(models):
+        ref = efe_categorical(q_b, A_b, B_b, C_b, policies, info_gain=info_gain)  # type: ignore[arg-type]
+        ref0 = efe_categorical(q_b, A0, B0, C0, policies, info_gain=info_gain)  # type: ignore[arg-type]
+        for name in ("efe", "risk", "ambiguity", "pragmatic_value", "state_info_gain"):
+            assert torch.allclose(getattr(out_own.efe, name)[b], getattr(ref, name), atol=1e-10)
+            assert torch.allclose(getattr(out_shared.efe, name)[b], getattr(ref0, name), atol=1e-10)
+
+
 def test_batched_action_selection_equals_one_selection_per_element() -> None:
     policies = construct_policies([2, 3], policy_len=2)
     g = torch.Generator().manual_seed(0)
