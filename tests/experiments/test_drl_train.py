@@ -1,10 +1,8 @@
 """`aif train` with the deep-RL baselines: smoke runs, determinism, resumption after SIGKILL, bad options."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -95,41 +93,11 @@ def test_same_seed_same_numbers(agent: str):
     assert repr(_numbers(c)) != repr(_numbers(a))
 
 
-def test_sigkill_mid_run_then_resume_gives_identical_results(tmp_path: Path):
+def test_sigkill_mid_run_then_resume_gives_identical_results(assert_sigkill_resume_identical):
     args = ["train", "--agent", "ppo", "--episodes", "10", "--seeds", "0", "--tasks", "40",
             "--eval-every", "2", "--eval-episodes", "1", "--references", "", "--no-progress",
             "--set", "n_envs=1", "--set", "n_steps=10"]  # fmt: skip
-    ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
-    proc = subprocess.run(
-        _cli(*args, "--out", str(ref_dir)), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    child = subprocess.Popen(
-        _cli(*args, "--out", str(run_dir)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    ckpt = run_dir / "checkpoints" / "seed0.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.02)
-    assert child.poll() is None, "the run ended before it could be killed"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    done = len(torch.load(ckpt, weights_only=False)["records"])
-    assert 1 <= done < 10
-    assert not (run_dir / "results.nc").exists()
-    proc = subprocess.run(
-        _cli(*args, "--out", str(run_dir)), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    a = xr.open_datatree(ref_dir / "results.nc", engine="h5netcdf")
-    b = xr.open_datatree(run_dir / "results.nc", engine="h5netcdf")
-    timing = ["median_decision_ms"]  # wall-clock, the one thing allowed to differ
-    xr.testing.assert_identical(
-        a["episodes"].to_dataset().drop_vars(timing), b["episodes"].to_dataset().drop_vars(timing)
-    )
-    xr.testing.assert_identical(a["evaluation"].to_dataset(), b["evaluation"].to_dataset())
-    for var in ("server", "completed", "shares", "reward"):
-        np.testing.assert_array_equal(a["decisions"][var].values, b["decisions"][var].values)
+    assert_sigkill_resume_identical(args, 10, ["server", "completed", "shares", "reward"])
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,7 @@
 """`aif train` end to end: smoke run, determinism, resumption after SIGKILL, the plot from the file."""
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,39 +118,9 @@ def test_checkpoint_of_another_config_is_refused(tmp_path: Path):
         train_seed(_tiny_config(t_max=9.0), 0, checkpoint_dir=tmp_path, progress=False)
 
 
-def test_sigkill_mid_run_then_resume_gives_identical_results(tmp_path: Path):
+def test_sigkill_mid_run_then_resume_gives_identical_results(assert_sigkill_resume_identical):
     args = ["train", "--episodes", "6", "--seeds", "0", "--references", "", *TINY]
-    ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
-    proc = subprocess.run(
-        _cli(*args, "--out", str(ref_dir)), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    child = subprocess.Popen(
-        _cli(*args, "--out", str(run_dir)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    ckpt = run_dir / "checkpoints" / "seed0.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and time.time() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    assert child.poll() is None, "the run ended before it could be killed"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    done = len(torch.load(ckpt, weights_only=False)["records"])
-    assert 1 <= done < 6
-    assert not (run_dir / "results.nc").exists()
-    proc = subprocess.run(
-        _cli(*args, "--out", str(run_dir)), capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    a = xr.open_datatree(ref_dir / "results.nc", engine="h5netcdf")
-    b = xr.open_datatree(run_dir / "results.nc", engine="h5netcdf")
-    timing = ["median_decision_ms"]  # wall-clock, the one thing allowed to differ
-    xr.testing.assert_identical(
-        a["episodes"].to_dataset().drop_vars(timing), b["episodes"].to_dataset().drop_vars(timing)
-    )
-    xr.testing.assert_identical(a["evaluation"].to_dataset(), b["evaluation"].to_dataset())
-    for var in ("server", "completed", "shares", "efe_parts"):
-        np.testing.assert_array_equal(a["decisions"][var].values, b["decisions"][var].values)
+    assert_sigkill_resume_identical(args, 6, ["server", "completed", "shares", "efe_parts"])
 
 
 def test_training_under_noisy_readings_runs_and_is_seeded():
