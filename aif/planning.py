@@ -722,32 +722,32 @@ class _FactoredPlan(NamedTuple):
 
 
 def _factored_plan(
-    keys: list[list[tuple[int, ...]]],
-    order: list[int],
-    ns: Sequence[int],
-    n_rows: int,
-    device: torch.device,
+    parent: list[int], last_action: list[list[int]], ns: Sequence[int], device: torch.device
 ) -> _FactoredPlan:
-    """Index tables of the factored read-out.
+    """Index tables of the factored read-out of the prefix rows (``parent``, ``last_action``).
 
-    ``keys[f][u]`` identifies factor ``f``'s predicted state at row ``u`` (its step and its own
-    actions so far). Level ``i`` contracts factor ``order[i]``; its combinations are the
-    distinct tuples of keys of ``order[i:]`` over the rows, and those of level 0 are the rows.
+    A factor's prediction at row ``u`` depends only on that factor's own actions up to ``u``:
+    rows sharing them share a *factor prefix*, interned here as ``(its parent's id, action)``.
+    Level ``i`` contracts factor ``order[i]`` (fewest distinct prefixes innermost); its
+    combinations are the distinct tuples of factor prefixes of ``order[i:]`` over the rows, and
+    those of level 0 are the rows themselves.
     """
-    F = len(order)
+    F, n_rows = len(ns), len(parent)
     key_ids: list[list[int]] = []
     first_row: list[Tensor] = []
     for f in range(F):
-        ids: dict[tuple[int, ...], int] = {}
+        ids: dict[tuple[int, int], int] = {}
         rep: list[int] = []
-        per_row = []
-        for u, key in enumerate(keys[f]):
+        per_row: list[int] = []
+        for u in range(n_rows):
+            key = (per_row[parent[u]] if parent[u] >= 0 else -1, last_action[u][f])
             if key not in ids:
                 ids[key] = len(rep)
                 rep.append(u)
             per_row.append(ids[key])
         key_ids.append(per_row)
         first_row.append(torch.tensor(rep, dtype=torch.long, device=device))
+    order = sorted(range(F), key=lambda f: len(first_row[f]), reverse=True)  # outermost first
     kidx: list[Tensor] = [torch.empty(0, dtype=torch.long)] * F
     child: list[Tensor] = [torch.empty(0, dtype=torch.long)] * F
     inner = [math.prod(ns[g] for g in order[:i]) for i in range(F)]
@@ -757,20 +757,18 @@ def _factored_plan(
         combos: dict[tuple[int, int], int] = {}
         k_list: list[int] = []
         c_list: list[int] = []
-        new_of_row = []
         for u in range(n_rows):
             pair = (key_ids[g][u], combo_of_row[u])
-            if i == 0:
-                pair = (u, combo_of_row[u])  # the rows themselves, in row order
             if pair not in combos:
                 combos[pair] = len(k_list)
-                k_list.append(key_ids[g][u])
-                c_list.append(combo_of_row[u])
-            new_of_row.append(combos[pair])
-        combo_of_row = new_of_row
+                k_list.append(pair[0])
+                c_list.append(pair[1])
+            combo_of_row[u] = combos[pair]
         kidx[i] = torch.tensor(k_list, dtype=torch.long, device=device)
         child[i] = torch.tensor(c_list, dtype=torch.long, device=device)
-    return _FactoredPlan(list(order), first_row, kidx, child, inner)
+    # All factors' prefixes together are the row's own prefix: level 0 is the rows, in order.
+    assert combo_of_row == list(range(n_rows))
+    return _FactoredPlan(order, first_row, kidx, child, inner)
 
 
 class PolicyEvaluator:
@@ -1025,21 +1023,9 @@ class PolicyEvaluator:
         self._bias_T = bias.transpose(-1, -2).contiguous()  # (*bl, n_pol, 7)
 
         # Factored read-out for batches: contract the read-out table with one factor's
-        # prediction at a time, from the factor with the fewest distinct prefixes, instead of
-        # building the joint predicted state of every row. A factor's prediction depends only on
-        # its own actions so far, so it has at most as many distinct prefixes as there are rows.
-        keys: list[list[tuple[int, ...]]] = []
-        for f in range(F):
-            per_row = []
-            for u in range(n_rows):
-                chain, v = [], u
-                while v >= 0:
-                    chain.append(last_action[v][f])
-                    v = parent[v]
-                per_row.append((step[u], *chain))
-            keys.append(per_row)
-        order = sorted(range(F), key=lambda f: len(set(keys[f])), reverse=True)  # outer first
-        self._factored = _factored_plan(keys, order, ns, n_rows, device)
+        # predictions at a time instead of building the joint predicted state of every row.
+        self._factored = _factored_plan(parent, last_action, ns, device)
+        order = self._factored.order
         # State axes innermost level first: each level sums out the leading state axis.
         perm = [lead + o for o in reversed(order)]
         W = self._readout.reshape(*bl, *ns, K).permute(*range(lead), *perm, lead + F)
