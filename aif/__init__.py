@@ -9,7 +9,8 @@ from aif.agent import ModelBasedAgent
 from aif.cem import CEMConfig, HybridCEM
 from aif.discrete_agent import AgentStep, DiscreteAgent, PolicyInference
 from aif.exact import ExactStateInference, filter_states, infer_states, vfe_categorical
-from aif.free_energy import VFEResult, efe_mc, vfe
+from aif.expected_free_energy import efe_mc
+from aif.free_energy import VFEResult, vfe
 from aif.inference import (
     BeliefResult,
     JointCategorical,

@@ -297,7 +297,7 @@ class add_preferences(Messenger):
         column ``k`` is the ``k``-th future step as in :func:`aif.planning.efe_categorical` and
         pymdp. A predictive model that starts from current beliefs and samples its first
         future outcome at ``o_1_*`` (``CategoricalPOMDP.model(observe_initial=False)``) needs
-        ``first_step=1``; :func:`aif.free_energy.efe_mc` sets it from the model's sites.
+        ``first_step=1``; :func:`aif.expected_free_energy.efe_mc` sets it from the model's sites.
     """
 
     def __init__(

@@ -1029,7 +1029,7 @@ def amortised_info_gain(
     Parameters
     ----------
     model : callable
-        Predictive Pyro program (as for :func:`aif.free_energy.efe_mc`).
+        Predictive Pyro program (as for :func:`aif.expected_free_energy.efe_mc`).
     policy : Tensor of int, shape (T, F), or None
     *args, **kwargs
         Passed to ``model``.

@@ -100,7 +100,7 @@ def _svi_times(
     pomdp: CategoricalPOMDP, obs: list[int], svi_steps: int, particles: int
 ) -> tuple[float, float] | None:
     try:
-        from aif.free_energy import efe_mc
+        from aif.expected_free_energy import efe_mc
         from aif.inference import fit_beliefs
     except ImportError:
         return None

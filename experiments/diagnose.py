@@ -25,7 +25,8 @@ from aif.diagnostics import (
     plot_vfe_trace,
     vfe_convergence,
 )
-from aif.free_energy import efe_mc, seeded
+from aif.expected_free_energy import efe_mc
+from aif.free_energy import seeded
 from aif.inference import (
     MeanFieldCategorical,
     categorical_predict,

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from aif.exact import infer_states_exact, vfe_categorical
-from aif.free_energy import efe_mc, efe_mc_detail, vfe
+from aif.expected_free_energy import efe_mc, efe_mc_detail
+from aif.free_energy import vfe
 from aif.handlers import add_preferences
 from aif.inference import MeanFieldCategorical, categorical_step_model
 from aif.maths import log_softmax

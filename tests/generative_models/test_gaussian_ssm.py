@@ -9,7 +9,8 @@ import pytest
 import torch
 from pyro import poutine
 
-from aif.free_energy import efe_mc, vfe
+from aif.expected_free_energy import efe_mc
+from aif.free_energy import vfe
 from aif.handlers import condition_on_policy, set_horizon
 from aif.inference import filter_beliefs, fit_beliefs
 from aif.planning import construct_policies
