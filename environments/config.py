@@ -6,12 +6,18 @@ Values the paper does not publish are marked ``assumed`` in the field descriptio
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "N_PROBLEMS",
     "PRESETS",
+    "ArrivalConfig",
+    "ChangePoint",
+    "ContentionConfig",
+    "DriftConfig",
+    "DriftEvent",
     "NetworkConfig",
     "PartialObservabilityConfig",
     "RadioConfig",
@@ -19,10 +25,13 @@ __all__ = [
     "ServerConfig",
     "TERMINAL_KINDS",
     "TerminalKindConfig",
+    "drift_schedule",
 ]
 
 #: Terminal kinds of the paper (mobile: phone, vehicle, UAV; fixed: PC), in observation order.
 TERMINAL_KINDS: tuple[str, ...] = ("phone", "vehicle", "uav", "pc")
+#: Problems in HumanEval (Chen et al. 2021), in file order; tasks are drawn from them.
+N_PROBLEMS = 164
 
 
 class _Checked(BaseModel):
@@ -36,6 +45,8 @@ class _Checked(BaseModel):
     def _check_ranges(self) -> Any:
         for field, (lo, hi, lo_inc, hi_inc) in self._RANGES.items():
             value = getattr(self, field)
+            if value is None:  # an optional setting left unset
+                continue
             values = value if isinstance(value, tuple) else (value,)
             for v in values:
                 ok = (
@@ -163,6 +174,198 @@ class PartialObservabilityConfig(_Checked):
         return self.noise_std > 0.0 or self.delay_steps > 0
 
 
+class ArrivalConfig(_Checked):
+    """How an episode's ``tasks_per_episode`` arrivals fall in its window (assumed processes).
+
+    ``poisson`` (the paper preset): a homogeneous Poisson process conditioned on the count, i.e.
+    sorted uniform times. ``mmpp``: a two-state Markov-modulated Poisson process, a calm state
+    and a burst state whose rate is ``burst_rate_ratio`` times the calm one, with exponential
+    sojourns of means ``mean_calm_s`` and ``mean_burst_s``. ``diurnal``: a rate
+    ``lambda(t) = lambda_mean (1 - diurnal_amplitude cos(2 pi t / window))``, one day compressed
+    into the window (trough at both ends, peak in the middle). The count is fixed in every case,
+    so the arrivals are ``tasks_per_episode`` points placed with density proportional to the
+    rate (``environments.arrivals``).
+    """
+
+    process: Literal["poisson", "mmpp", "diurnal"] = Field(
+        default="poisson", description="arrival process in the episode's window, assumed"
+    )
+    burst_rate_ratio: float = Field(
+        default=5.0, description="mmpp: burst-state rate over calm-state rate, assumed"
+    )
+    mean_calm_s: float = Field(default=60.0, description="mmpp: mean calm sojourn (s), assumed")
+    mean_burst_s: float = Field(default=20.0, description="mmpp: mean burst sojourn (s), assumed")
+    diurnal_amplitude: float = Field(
+        default=0.8, description="diurnal: relative swing a of the rate around its mean, assumed"
+    )
+
+    _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "burst_rate_ratio": (1.0, 1000.0, True, True),
+        "mean_calm_s": (0.0, 1e7, False, True),
+        "mean_burst_s": (0.0, 1e7, False, True),
+        "diurnal_amplitude": (0.0, 1.0, True, True),
+    }
+
+
+class ContentionConfig(_Checked):
+    """Co-located tasks slow each other, a law outside the share law (off in the paper preset).
+
+    A task that starts while ``n`` other tasks hold grants on the same server computes for
+    ``(1 + scale * gamma_j * n)`` times its share-law time, fixed at its start; ``gamma_j`` is
+    derived from server ``j``'s profile (``environments.contention``). The multiplier is never
+    below 1: contention only slows.
+    """
+
+    enabled: bool = Field(default=False, description="co-located tasks slow each other")
+    scale: float = Field(
+        default=1.0, description="multiplies the measured per-task slowdown of every server"
+    )
+
+    _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "scale": (0.0, 100.0, True, True),
+    }
+
+
+class ChangePoint(NamedTuple):
+    """One change of a drift schedule, for marking figures.
+
+    ``episode`` is the first training episode the change applies to; ``kind`` a
+    :class:`DriftEvent` kind, with ``"_end"`` appended where an event ends (a server recovers,
+    a link or the problem mix returns to normal); ``description`` a short label.
+    """
+
+    episode: int
+    kind: str
+    description: str
+
+
+class DriftEvent(_Checked):
+    """One change of the world across training episodes, active in ``[start_episode, end_episode)``.
+
+    Kinds: ``server_slowdown`` (server ``server`` computes ``factor`` times slower);
+    ``server_failure`` (server ``server`` is unavailable: every task sent there is rejected at
+    once); ``uav_link_loss`` (every radio link of a UAV terminal, up and down, loses
+    ``extra_loss_db`` more); ``problem_shift`` (tasks are drawn only from ``problems``, HumanEval
+    indices in file order, which outside the event are never drawn). ``end_episode=None``: the
+    change lasts.
+    """
+
+    kind: Literal["server_slowdown", "server_failure", "uav_link_loss", "problem_shift"]
+    start_episode: int = Field(description="first training episode the change applies to")
+    end_episode: int | None = Field(
+        default=None, description="first episode it no longer applies to (None: it lasts)"
+    )
+    server: int | None = Field(default=None, description="server index (server_* kinds)")
+    factor: float = Field(default=1.0, description="server_slowdown: compute time multiplier")
+    extra_loss_db: float = Field(default=0.0, description="uav_link_loss: extra path loss (dB)")
+    problems: tuple[int, ...] = Field(
+        default=(), description="problem_shift: the held-out problem indices drawn from"
+    )
+
+    _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "start_episode": (0, 1_000_000_000, True, True),
+        "end_episode": (1, 1_000_000_000, True, True),
+        "server": (0, 10_000, True, True),
+        "factor": (1.0, 100.0, True, True),
+        "extra_loss_db": (0.0, 100.0, True, True),
+        "problems": (0, N_PROBLEMS - 1, True, True),
+    }
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> DriftEvent:
+        name = f"DriftEvent(kind={self.kind!r})"
+        if self.end_episode is not None and self.end_episode <= self.start_episode:
+            raise ValueError(
+                f"{name}.end_episode = {self.end_episode} must be after start_episode = "
+                f"{self.start_episode}"
+            )
+        if self.kind.startswith("server_") and self.server is None:
+            raise ValueError(f"{name}.server is required (a server index)")
+        if self.kind == "server_slowdown" and self.factor == 1.0:
+            raise ValueError(f"{name}.factor = 1.0 changes nothing; expected a value in (1, 100]")
+        if self.kind == "uav_link_loss" and self.extra_loss_db == 0.0:
+            raise ValueError(f"{name}.extra_loss_db = 0.0 changes nothing; expected (0, 100] dB")
+        if self.kind == "problem_shift":
+            if not self.problems:
+                raise ValueError(f"{name}.problems is empty; expected held-out problem indices")
+            if len(set(self.problems)) != len(self.problems):
+                raise ValueError(f"{name}.problems has repeated indices: {list(self.problems)}")
+            if len(self.problems) == N_PROBLEMS:
+                raise ValueError(
+                    f"{name}.problems holds all {N_PROBLEMS} problems; nothing would be left "
+                    "for the episodes outside the shift"
+                )
+        return self
+
+    def active(self, episode: int) -> bool:
+        """Whether the change applies to training episode ``episode``."""
+        return self.start_episode <= episode and (
+            self.end_episode is None or episode < self.end_episode
+        )
+
+    def label(self) -> str:
+        """A short description, e.g. ``"server 1 computes 1.5x slower"``."""
+        if self.kind == "server_slowdown":
+            return f"server {self.server} computes {self.factor:g}x slower"
+        if self.kind == "server_failure":
+            return f"server {self.server} fails"
+        if self.kind == "uav_link_loss":
+            return f"UAV links lose {self.extra_loss_db:g} dB more"
+        return f"tasks drawn from {len(self.problems)} held-out problems"
+
+    def end_label(self) -> str:
+        """A short description of the change's end, e.g. ``"server 4 recovers"``."""
+        if self.kind == "server_slowdown":
+            return f"server {self.server} back to full speed"
+        if self.kind == "server_failure":
+            return f"server {self.server} recovers"
+        if self.kind == "uav_link_loss":
+            return "UAV links back to normal"
+        return "tasks drawn from the other problems again"
+
+
+class DriftConfig(_Checked):
+    """A schedule of changes across training episodes (empty in every preset but ``drift``).
+
+    The env applies it at ``reset(seed=..., options={"episode": k})``, ``k`` the training
+    episode index (episode 0 without the option). :meth:`change_points` lists the episodes at
+    which something changes, for figures.
+    """
+
+    events: tuple[DriftEvent, ...] = Field(default=(), description="the scheduled changes")
+
+    @model_validator(mode="after")
+    def _check_events(self) -> DriftConfig:
+        shifts = [e for e in self.events if e.kind == "problem_shift"]
+        if len(shifts) > 1:
+            raise ValueError(
+                f"DriftConfig.events has {len(shifts)} problem_shift events; at most one is "
+                "allowed (its problems are held out of every other episode)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when the schedule holds at least one change."""
+        return bool(self.events)
+
+    def active(self, episode: int) -> tuple[DriftEvent, ...]:
+        """The events that apply to training episode ``episode``."""
+        if episode < 0:
+            raise ValueError(f"episode = {episode} must be >= 0 (a training episode index)")
+        return tuple(e for e in self.events if e.active(episode))
+
+    def change_points(self) -> tuple[ChangePoint, ...]:
+        """Every episode at which something starts or ends, sorted by episode."""
+        points = [ChangePoint(e.start_episode, e.kind, e.label()) for e in self.events]
+        points += [
+            ChangePoint(e.end_episode, e.kind + "_end", e.end_label())
+            for e in self.events
+            if e.end_episode is not None
+        ]
+        return tuple(sorted(points, key=lambda p: p.episode))
+
+
 class ScenarioConfig(_Checked):
     """All settings of one offloading scenario (frozen, validated; seeds go to ``reset``).
 
@@ -186,6 +389,9 @@ class ScenarioConfig(_Checked):
     radio: RadioConfig = RadioConfig()
     network: NetworkConfig = NetworkConfig()
     partial_observability: PartialObservabilityConfig = PartialObservabilityConfig()
+    arrivals: ArrivalConfig = ArrivalConfig()
+    contention: ContentionConfig = ContentionConfig()
+    drift: DriftConfig = DriftConfig()
 
     _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
         "t_max": (0.0, 3600.0, False, True),
@@ -213,6 +419,12 @@ class ScenarioConfig(_Checked):
                 "ScenarioConfig.servers: a cloud is reached through the nearest ground edge "
                 "site, so at least one ground edge server is required"
             )
+        for i, event in enumerate(self.drift.events):
+            if event.server is not None and event.server >= len(self.servers):
+                raise ValueError(
+                    f"ScenarioConfig.drift.events[{i}].server = {event.server} is outside the "
+                    f"allowed range [0, {len(self.servers) - 1}] (the scenario's servers)"
+                )
         return self
 
     @property
@@ -236,10 +448,15 @@ class ScenarioConfig(_Checked):
 
         Parameters
         ----------
-        name : {"paper", "congested", "large"}
-            ``paper``: the paper's operating point (calibrated, see ``docs/environment.md``);
-            ``congested``: the paper's servers under about twice the load; ``large``: 40 servers
-            and 5000 terminals.
+        name : str
+            One of :data:`PRESETS`. ``paper``: the paper's operating point (calibrated, see
+            ``docs/environment.md``); ``congested``: the paper's servers under 1.56 times its
+            load; ``large``: 40 servers and 5000 terminals. Worlds where schedulers differ (each
+            documented in ``docs/environment.md``, "Scenarios"): ``heavy`` (200 tasks in the
+            paper's window), ``tight`` (t_max 6 s), ``contention`` (co-located tasks slow each
+            other), ``bursty`` (Markov-modulated arrivals), ``diurnal`` (a rate that ramps up
+            and down within the window) and ``drift`` (a schedule of changes across training
+            episodes, :func:`drift_schedule`).
         **overrides
             Top-level fields, e.g. ``t_max=5.0`` or
             ``partial_observability={"noise_std": 0.05}``. ``tasks_per_episode`` keeps the
@@ -364,6 +581,135 @@ def _congested_dict() -> dict[str, Any]:
     return data
 
 
-_BUILDERS = {"paper": _paper_dict, "congested": _congested_dict, "large": _large_dict}
+# ------------------------------------------------------------------ scenarios where schedulers differ
+# Each was chosen with the reference policies only (docs/environment.md, "Scenarios"); every value
+# below is assumed.
+
+#: ``heavy``: the top of the paper's load sweep (TMC: 100..200 tasks), in the paper's window.
+HEAVY_TASKS = 200
+#: ``tight``: a deadline inside the paper's 3..9 s band, where only cloud placements complete.
+TIGHT_T_MAX_S = 6.0
+#: ``contention``: tasks in the paper's 240 s window.
+CONTENTION_TASKS = 150
+#: ``bursty``: calm/burst rates 1 : BURSTY_RATE_RATIO, mean sojourns (s).
+BURSTY_RATE_RATIO = 5.0
+BURSTY_MEAN_CALM_S = 60.0
+BURSTY_MEAN_BURST_S = 20.0
+#: ``bursty``: tasks in the paper's window (the mean rate of the paper preset times 1.25).
+BURSTY_TASKS = 125
+#: ``diurnal``: the rate swings by this fraction around its mean over the window.
+DIURNAL_AMPLITUDE = 0.8
+DIURNAL_TASKS = 125
+#: ``drift``: the default change episode (of a 100-episode training run) and the changes.
+DRIFT_CHANGE_EPISODE = 50
+DRIFT_RECOVER_AFTER = 25
+DRIFT_SLOW_SERVER = 1
+DRIFT_SLOW_FACTOR = 1.5
+DRIFT_FAILED_SERVER = 4
+DRIFT_UAV_EXTRA_LOSS_DB = 30.0
+#: ``drift``: the held-out problems, the last fifth of HumanEval in file order
+#: (HumanEval/131..163), never drawn before the shift.
+DRIFT_HELDOUT_PROBLEMS: tuple[int, ...] = tuple(range(131, N_PROBLEMS))
+
+
+def drift_schedule(
+    change_episode: int = DRIFT_CHANGE_EPISODE,
+    recover_after: int = DRIFT_RECOVER_AFTER,
+    *,
+    slow_server: int = DRIFT_SLOW_SERVER,
+    slow_factor: float = DRIFT_SLOW_FACTOR,
+    failed_server: int = DRIFT_FAILED_SERVER,
+    uav_extra_loss_db: float = DRIFT_UAV_EXTRA_LOSS_DB,
+    heldout_problems: tuple[int, ...] = DRIFT_HELDOUT_PROBLEMS,
+) -> DriftConfig:
+    """The ``drift`` preset's schedule: four changes from ``change_episode``, one recovery later.
+
+    From training episode ``change_episode`` on, edge ``slow_server`` computes ``slow_factor``
+    times slower, edge ``failed_server`` is unavailable (until ``change_episode +
+    recover_after``), every UAV terminal's links lose ``uav_extra_loss_db`` dB more and tasks
+    are drawn only from ``heldout_problems`` (drawn from the other problems before). Server
+    indices are those of the paper preset (0: the cloud, 1..4: the edges).
+
+    Parameters
+    ----------
+    change_episode : int
+        First training episode of the changes (default 50, the middle of 100 episodes).
+    recover_after : int
+        Episodes after which the failed server is back.
+
+    Returns
+    -------
+    DriftConfig
+        Validated; pass it as ``ScenarioConfig.preset("drift", drift=drift_schedule(30))``.
+    """
+    k0 = change_episode
+    return DriftConfig(
+        events=(
+            DriftEvent(
+                kind="server_slowdown", start_episode=k0, server=slow_server, factor=slow_factor
+            ),
+            DriftEvent(
+                kind="server_failure",
+                start_episode=k0,
+                end_episode=k0 + recover_after,
+                server=failed_server,
+            ),
+            DriftEvent(kind="uav_link_loss", start_episode=k0, extra_loss_db=uav_extra_loss_db),
+            DriftEvent(kind="problem_shift", start_episode=k0, problems=heldout_problems),
+        )
+    )
+
+
+def _variant(name: str, **fields: Any) -> dict[str, Any]:
+    data = _paper_dict()
+    data["name"] = name
+    data.update(fields)
+    return data
+
+
+def _heavy_dict() -> dict[str, Any]:
+    return _variant("heavy", tasks_per_episode=HEAVY_TASKS)
+
+
+def _tight_dict() -> dict[str, Any]:
+    return _variant("tight", t_max=TIGHT_T_MAX_S)
+
+
+def _contention_dict() -> dict[str, Any]:
+    return _variant(
+        "contention", tasks_per_episode=CONTENTION_TASKS, contention={"enabled": True}
+    )
+
+
+def _bursty_dict() -> dict[str, Any]:
+    arrivals = {
+        "process": "mmpp",
+        "burst_rate_ratio": BURSTY_RATE_RATIO,
+        "mean_calm_s": BURSTY_MEAN_CALM_S,
+        "mean_burst_s": BURSTY_MEAN_BURST_S,
+    }
+    return _variant("bursty", tasks_per_episode=BURSTY_TASKS, arrivals=arrivals)
+
+
+def _diurnal_dict() -> dict[str, Any]:
+    arrivals = {"process": "diurnal", "diurnal_amplitude": DIURNAL_AMPLITUDE}
+    return _variant("diurnal", tasks_per_episode=DIURNAL_TASKS, arrivals=arrivals)
+
+
+def _drift_dict() -> dict[str, Any]:
+    return _variant("drift", drift=drift_schedule().model_dump())
+
+
+_BUILDERS = {
+    "paper": _paper_dict,
+    "congested": _congested_dict,
+    "large": _large_dict,
+    "heavy": _heavy_dict,
+    "tight": _tight_dict,
+    "contention": _contention_dict,
+    "bursty": _bursty_dict,
+    "diurnal": _diurnal_dict,
+    "drift": _drift_dict,
+}
 #: Names accepted by :meth:`ScenarioConfig.preset`.
 PRESETS: tuple[str, ...] = tuple(_BUILDERS)

@@ -14,7 +14,9 @@ import numpy as np
 from gymnasium import spaces
 
 from environments import radio
-from environments.config import TERMINAL_KINDS, ScenarioConfig
+from environments.arrivals import diurnal_arrivals, mmpp_arrivals, poisson_arrivals
+from environments.config import TERMINAL_KINDS, ChangePoint, DriftEvent, ScenarioConfig
+from environments.contention import per_task_slowdown
 from environments.latency import queue_start
 from environments.llm_profiles import ProfileTable, compute_time_vec, load_profile
 from environments.mobility import initial_state, positions_at
@@ -129,12 +131,17 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
 
     ## Episode End
     Terminated after ``tasks_per_episode`` decisions; never truncated by the env itself.
+    ``reset(seed=..., options={"episode": k})`` passes the training episode index ``k`` (0
+    without it), at which a scenario's drift schedule applies (:meth:`change_points`).
 
     ## Arguments
     ``config``: a :class:`~environments.ScenarioConfig` (default: the paper preset);
     ``render_mode``: ``None``, ``"ansi"`` or ``"human"``; ``preset``: preset name used when
     ``config`` is None; further keyword arguments override top-level config fields, e.g.
-    ``gymnasium.make("CloudEdgeOffload-v1", t_max=5.0)``.
+    ``gymnasium.make("CloudEdgeOffload-v1", t_max=5.0)``. The scenario decides the arrival
+    process (``config.arrivals``), whether co-located tasks slow each other
+    (``config.contention``) and the changes across training episodes (``config.drift``); all are
+    off in the paper preset.
 
     ## Info
     What a scheduler observes about the task just decided: ``completed``, ``failure`` (None,
@@ -146,14 +153,18 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
     ``start_time`` (None if it never started), ``release_time`` (its grant given back; None if
     it never held one) and ``outcome_time`` (when the outcome is known); ``next_task`` is the
     request the returned observation asks about (``task_id``, ``terminal_kind``,
-    ``arrival_time``; None at the episode's end), as ``reset``'s info is for the first one. The env returns them at
-    the decision; a learner that wants strict timing waits until ``outcome_time``.
+    ``arrival_time``; None at the episode's end), as ``reset``'s info is for the first one. The
+    env returns them at the decision; a learner that wants strict timing waits until
+    ``outcome_time``. A task sent to a server that the drift schedule has failed is rejected at
+    once (``failure="rejected"``).
     ``info["not_for_policies"]`` holds the simulator's uncensored values (would-be latency,
     parts and pass@100 of every task) for analysis only.
 
     ## Version History
     * v1: first-come first-served queues on slots and resources, censored outcomes, scaled
-      observations, a time window per episode, profiles that decode what they reserve.
+      observations, a time window per episode, profiles that decode what they reserve. Later
+      additions, off by default so the paper preset is unchanged: arrival processes (MMPP,
+      diurnal), contention between co-located tasks, drift across training episodes.
     * v0: grants reserved at the decision; an allocation above what remains failed the task
       (removed).
     """
@@ -244,6 +255,46 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         self.area = np.asarray(cfg.area_m, float)
         self.area_diagonal_m = float(np.hypot(*self.area))
         self._deadline = float(cfg.t_max)
+        # Contention: slowdown per co-running task of each server, shape (n,); off: all zero.
+        cont = cfg.contention
+        gamma = np.asarray([per_task_slowdown(p) for p in self.profiles]) * cont.scale
+        self.contention_gamma = gamma if cont.enabled else np.zeros(n)
+        self._contention = bool(np.any(self.contention_gamma > 0.0))
+        # Drift: the held-out problems of a problem shift and the problems drawn outside it.
+        self._heldout_problems: np.ndarray | None = None
+        self._seen_problems: np.ndarray | None = None
+        shifts = [e for e in cfg.drift.events if e.kind == "problem_shift"]
+        if shifts:
+            held = np.zeros(self.prompt_tokens.size, bool)
+            held[list(shifts[0].problems)] = True
+            self._heldout_problems = np.flatnonzero(held)
+            self._seen_problems = np.flatnonzero(~held)
+        self._set_episode(0)
+
+    def _set_episode(self, episode: int) -> None:
+        """Apply the drift schedule's changes for training episode ``episode``."""
+        n = self.n_servers
+        events = self.config.drift.active(episode) if self.config.drift.enabled else ()
+        self.episode = episode
+        self._active_events: tuple[DriftEvent, ...] = events
+        self._server_scale = np.ones(n)
+        self._server_down = np.zeros(n, bool)
+        self._uav_extra_db = 0.0
+        # Outside a problem shift, its held-out problems are never drawn.
+        self._problem_pool = self._seen_problems
+        for e in events:
+            if e.kind == "server_slowdown":
+                assert e.server is not None  # checked by DriftEvent
+                self._server_scale[e.server] *= e.factor
+            elif e.kind == "server_failure":
+                assert e.server is not None
+                self._server_down[e.server] = True
+            elif e.kind == "uav_link_loss":
+                self._uav_extra_db += e.extra_loss_db
+            else:
+                self._problem_pool = self._heldout_problems
+        self._scaled = bool(np.any(self._server_scale != 1.0))
+        self._down_any = bool(self._server_down.any())
 
     def _link_distance_bound(self) -> np.ndarray:
         """Largest radio distance to each server's link site over the area, over the diagonal."""
@@ -288,15 +339,33 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode: draw arrivals, terminals, problems, shadowing and mobility."""
+        """Start an episode: draw arrivals, terminals, problems, shadowing and mobility.
+
+        ``options={"episode": k}`` sets the training episode index ``k >= 0`` (0 without it),
+        at which the scenario's drift schedule is applied (:meth:`change_points`).
+        """
         super().reset(seed=seed)
+        self._set_episode(_episode_option(options))
         cfg = self.config
         rng = self.np_random
         n, t_count = self.n_servers, cfg.tasks_per_episode
-        # A Poisson process conditioned on t_count arrivals in the window: sorted uniform times.
-        self.arrivals = np.sort(rng.uniform(0.0, cfg.episode_window_s, size=t_count))
+        arr, window = cfg.arrivals, cfg.episode_window_s
+        self.arrival_rate_path = None
+        if arr.process == "poisson":
+            # A Poisson process conditioned on t_count arrivals in the window.
+            self.arrivals = poisson_arrivals(rng, t_count, window)
+        elif arr.process == "mmpp":
+            self.arrivals, self.arrival_rate_path = mmpp_arrivals(
+                rng, t_count, window, arr.burst_rate_ratio, arr.mean_calm_s, arr.mean_burst_s
+            )
+        else:
+            self.arrivals = diurnal_arrivals(rng, t_count, window, arr.diurnal_amplitude)
         self.task_terminal = rng.integers(0, self.n_terminals, size=t_count)
-        self.task_problem = rng.integers(0, self.prompt_tokens.size, size=t_count)
+        if self._problem_pool is None:
+            self.task_problem = rng.integers(0, self.prompt_tokens.size, size=t_count)
+        else:
+            pool = self._problem_pool
+            self.task_problem = pool[rng.integers(0, pool.size, size=t_count)]
         self.shadow_db = rng.normal(0.0, cfg.radio.shadowing_std_db, size=(t_count, 2, n))
         self.p0, self.vel = initial_state(rng, self.term_speed, self.term_height, self.area)
         self._precompute_uplinks()
@@ -436,6 +505,9 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         d2 = np.sqrt(diff[..., 0] ** 2 + diff[..., 1] ** 2)
         h_term = np.broadcast_to(pos[:, None, 2], (t_count, n))
         pl = self._path_loss(kind, d3, d2, site[..., 2], h_term)
+        if self._uav_extra_db > 0.0:
+            # Drift: every radio link of a UAV terminal loses more (up here, down in dn_base).
+            pl = pl + np.where(aerial_term, self._uav_extra_db, 0.0)
         self.link_site = site
         self.link_kind = kind
         self.link_radio_d = d3
@@ -451,6 +523,8 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         self.dn_base = (
             rc.bs_tx_power_dbm + rc.antenna_gain_db - rc.noise_psd_dbm_hz - self.term_nf[term]
         )
+        if self._uav_extra_db > 0.0:
+            self.dn_base = self.dn_base - np.where(aerial_term[:, 0], self._uav_extra_db, 0.0)
         feats = np.zeros((t_count, len(_TASK_FEATURES)))
         feats[:, 0] = self.prompt_tokens[self.task_problem] / float(self.prompt_tokens.max())
         feats[np.arange(t_count), 1 + self.term_kind[term]] = 1.0
@@ -495,10 +569,17 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         prop_up = self.link_radio_d[i, rows] / radio.SPEED_OF_LIGHT + self.backhaul_s[rows]
         t_srv = t0 + t_up + prop_up
         comp = compute_time_vec(self.table, rows, self._l_tok, c, m)
+        if self._scaled:
+            comp = comp * self._server_scale[rows]
+        if self._down_any:
+            # A failed server runs nothing: every task sent there is rejected at once.
+            comp = np.where(self._server_down[rows], np.inf, comp)
         rejected = ~np.isfinite(comp) | ~np.isfinite(t_up)
         joins = ~rejected & (t_srv < deadline)
         ready = np.where(joins, np.maximum(t_srv, self._head[rows]), t0)
         start = self._start_times(rows, shares, ready) if joins.any() else ready
+        if self._contention:
+            comp = comp * self._contention_factor(rows, start)
         done = np.where(rejected, t0, start + np.where(rejected, 0.0, comp))
         pos2 = positions_at(self.p0[self._term], self.vel[self._term], done, self.area)
         site = self.link_site[i, rows]
@@ -552,12 +633,18 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         prop_up = float(self.link_radio_d[i, j]) / radio.SPEED_OF_LIGHT + backhaul
         t_srv = t0 + t_up + prop_up
         comp = self.profiles[j].compute_time(self._l_tok, c, m)
+        if self._scaled:
+            comp *= float(self._server_scale[j])
+        if self._down_any and self._server_down[j]:
+            comp = math.inf
         rejected = not (math.isfinite(comp) and math.isfinite(t_up))
         joins = (not rejected) and t_srv < deadline
         start = t0
         if joins:
             ready = max(t_srv, float(self._head[j]))
             start = self._start_one(j, shares, ready)
+            if self._contention:
+                comp *= float(self._contention_factor(np.asarray([j]), np.asarray([start]))[0])
         done = t0 if rejected else start + comp
         pos2 = positions_at(self.p0[self._term], self.vel[self._term], done, self.area)
         site = self.link_site[i, j]
@@ -603,6 +690,17 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             release=one(min(t0 + latency, deadline) if in_time else nan),
             joins=one(joins),
         )
+
+    def _contention_factor(self, rows: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """``1 + gamma_j n`` per candidate, ``n`` the other tasks holding grants on its server at
+        its start (``environments.contention``); shape (K,)."""
+        k = self._n_h
+        on = (
+            (self._h_srv[:k][None, :] == rows[:, None])
+            & (self._h_start[:k][None, :] <= start[:, None])
+            & (self._h_end[:k][None, :] > start[:, None])
+        )
+        return 1.0 + self.contention_gamma[rows] * on.sum(axis=1)
 
     def _start_one(self, j: int, shares: np.ndarray, ready: float) -> float:
         """:func:`~environments.latency.queue_start` for one candidate, in plain floats."""
@@ -840,6 +938,32 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         }
 
     # ------------------------------------------------------------------ helpers for users
+    def change_points(self) -> tuple[ChangePoint, ...]:
+        """The drift schedule's change points (training episodes), for marking figures.
+
+        Empty unless the scenario has a drift schedule (``config.drift``).
+        """
+        return self.config.drift.change_points()
+
+    @property
+    def drift_state(self) -> dict[str, Any]:
+        """What the drift schedule changed in this episode (simulator internals, for analysis).
+
+        ``episode`` (the training episode index given to ``reset``), ``events`` (the active
+        :class:`~environments.DriftEvent` objects), ``compute_scale`` (shape (n_servers,)),
+        ``failed`` (bool, shape (n_servers,)), ``uav_extra_loss_db`` and ``problems`` (the
+        problem indices tasks are drawn from; None: all).
+        """
+        pool = self._problem_pool
+        return {
+            "episode": self.episode,
+            "events": self._active_events,
+            "compute_scale": self._server_scale.copy(),
+            "failed": self._server_down.copy(),
+            "uav_extra_loss_db": self._uav_extra_db,
+            "problems": None if pool is None else pool.copy(),
+        }
+
     @property
     def clock(self) -> float:
         """Simulated time (s) of the current decision."""
@@ -977,6 +1101,21 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             return text
         print(text)
         return None
+
+
+def _episode_option(options: dict[str, Any] | None) -> int:
+    """The training episode index of ``reset``'s options (0 without it)."""
+    if not options:
+        return 0
+    unknown = set(options) - {"episode"}
+    if unknown:
+        raise ValueError(f"reset options {sorted(unknown)} are unknown; expected only 'episode'")
+    k = options.get("episode", 0)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        raise ValueError(
+            f"reset options['episode'] = {k!r} must be an integer >= 0 (the training episode index)"
+        )
+    return int(k)
 
 
 def _failure(out: Outcomes, k: int) -> str | None:
