@@ -1,7 +1,7 @@
 """The 6G cloud-edge LLM-offloading world: a Gymnasium environment, its physics and LLM profiles.
 
-Importing this package registers ``CloudEdgeOffload-v1`` (paper preset), ``CloudEdgeOffload-congested-v1`` and
-``CloudEdgeOffload-large-v1``.
+Importing this package registers one versioned id per preset (``ENV_IDS``): ``CloudEdgeOffload-v1``
+(the paper preset) and ``CloudEdgeOffload-<preset>-v1`` for every other one.
 """
 
 from __future__ import annotations
@@ -11,12 +11,18 @@ import gymnasium as gym
 from environments.config import (
     PRESETS,
     TERMINAL_KINDS,
+    ArrivalConfig,
+    ChangePoint,
+    ContentionConfig,
+    DriftConfig,
+    DriftEvent,
     NetworkConfig,
     PartialObservabilityConfig,
     RadioConfig,
     ScenarioConfig,
     ServerConfig,
     TerminalKindConfig,
+    drift_schedule,
 )
 from environments.env import CloudEdgeOffloadEnv, Outcome, Outcomes
 from environments.llm_profiles import LLMProfile, available_profiles, load_profile
@@ -28,7 +34,10 @@ __all__ = [
     "ENV_IDS",
     "PRESETS",
     "TERMINAL_KINDS",
+    "ArrivalConfig",
+    "ChangePoint",
     "CloudEdgeOffloadEnv",
+    "ContentionConfig",
     "DiscreteActionWrapper",
     "EpisodeMetrics",
     "FlatContinuousActionWrapper",
@@ -42,6 +51,7 @@ __all__ = [
     "ServerConfig",
     "TerminalKindConfig",
     "available_profiles",
+    "drift_schedule",
     "episode_metrics",
     "load_humaneval",
     "load_profile",
@@ -53,6 +63,12 @@ ENV_IDS: dict[str, str] = {
     "CloudEdgeOffload-v1": "paper",
     "CloudEdgeOffload-congested-v1": "congested",
     "CloudEdgeOffload-large-v1": "large",
+    "CloudEdgeOffload-heavy-v1": "heavy",
+    "CloudEdgeOffload-tight-v1": "tight",
+    "CloudEdgeOffload-contention-v1": "contention",
+    "CloudEdgeOffload-bursty-v1": "bursty",
+    "CloudEdgeOffload-diurnal-v1": "diurnal",
+    "CloudEdgeOffload-drift-v1": "drift",
 }
 
 for _env_id, _preset in ENV_IDS.items():
