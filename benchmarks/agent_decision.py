@@ -13,8 +13,9 @@ import time
 import numpy as np
 import torch
 
-from experiments.learners import build_learner
+from environments.learner import EpisodeSpec
 from experiments.runconfig import TrainConfig, episode_seed, eval_seed
+from learners import build_learner
 
 
 def matmul_gflops(n: int = 256, repeats: int = 200) -> float:
@@ -34,13 +35,13 @@ def decision_times(
 ) -> np.ndarray:
     """Seconds per decision of ``agent`` after ``warmup`` training episodes (held-out episodes)."""
     cfg = TrainConfig(agent=agent, seeds=(0,), threads=threads, device=device)
-    learner = build_learner(cfg, 0)
+    learner = build_learner(cfg.context(), 0)
     for ep in range(warmup):
-        learner.train_round([episode_seed(0, ep)])
+        learner.train_round([EpisodeSpec(episode_seed(0, ep), ep)])
     times: list[float] = []
     k = 0
     while len(times) < decisions:
-        times += learner.evaluate(eval_seed(0, k)).decision_s
+        times += learner.evaluate(EpisodeSpec(eval_seed(0, k), warmup)).decision_s
         k += 1
     return np.asarray(times[:decisions])
 

@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import argparse
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from environments import episode_metrics
-from environments.wrappers import DiscreteActionWrapper
+from environments import CloudEdgeOffloadEnv, episode_metrics
+from environments.scheduler import SchedulerView
 from experiments.report import METRICS
 from experiments.runconfig import eval_seed
 from experiments.stats import mean_interval
 
 
-def make_env() -> DiscreteActionWrapper:
-    """The paper preset at t_max 15 s behind the shared discrete action set (it has action_masks)."""
-    return DiscreteActionWrapper(
-        gym.make("CloudEdgeOffload-v1", disable_env_checker=True, t_max=15.0),
-        levels=(0.25, 0.5, 1.0),
-    )
+def make_env() -> SchedulerView:
+    """The paper preset at t_max 15 s seen through the scheduler view (it has action_masks)."""
+    return SchedulerView(CloudEdgeOffloadEnv(preset="paper", t_max=15.0))
 
 
 def evaluate(model: object, seed: int, episodes: int) -> dict[str, float]:
@@ -38,15 +34,14 @@ def evaluate(model: object, seed: int, episodes: int) -> dict[str, float]:
     rows = []
     for k in range(episodes):
         obs, _ = env.reset(seed=eval_seed(seed, k))
-        infos, done = [], False
+        done = False
         while not done:
             action, _ = model.predict(  # type: ignore[attr-defined]
                 obs, deterministic=True, action_masks=env.action_masks()
             )
-            obs, _, terminated, truncated, info = env.step(int(action))
-            infos.append(info)
+            obs, _, terminated, truncated, _ = env.step(int(action))
             done = terminated or truncated
-        m = episode_metrics(infos)
+        m = episode_metrics(env.outcomes())
         rows.append([getattr(m, x) for x in METRICS])
     return dict(zip(METRICS, np.nanmean(np.asarray(rows, float), axis=0), strict=True))
 

@@ -11,21 +11,22 @@ import argparse
 import time
 from collections.abc import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from baselines.drl.common import SchedulerView
+from environments import CloudEdgeOffloadEnv
+from environments.learner import EpisodeSpec
+from environments.scheduler import SchedulerView
 
 
-def make_env() -> gym.Env:
-    """The paper preset at t_max 15 s, unwrapped."""
-    return gym.make("CloudEdgeOffload-v1", disable_env_checker=True, t_max=15.0).unwrapped
+def make_view() -> SchedulerView:
+    """A scheduler view of the paper preset at t_max 15 s."""
+    return SchedulerView(CloudEdgeOffloadEnv(preset="paper", t_max=15.0))
 
 
 def raw_steps_per_second(seconds: float) -> float:
     """Steps/s of the env through the discrete action set, random feasible actions, resets included."""
-    view = SchedulerView(make_env())
+    view = make_view()
     rng = np.random.default_rng(0)
     view.reset(seed=0)
     n, episode = 0, 0
@@ -43,12 +44,13 @@ def training_steps_per_second(build: Callable[[], object], rounds: int) -> tuple
     """Env steps/s of ``rounds`` training rounds after one warm-up round (library JIT, buffers)."""
     runner = build()
     n_envs = runner.config.n_envs  # type: ignore[attr-defined]
-    runner.train_round(list(range(n_envs)))  # type: ignore[attr-defined]
+    runner.train_round([EpisodeSpec(i) for i in range(n_envs)])  # type: ignore[attr-defined]
     steps = 0
     start = time.perf_counter()
     for k in range(1, rounds + 1):
-        logs = runner.train_round([k * n_envs + i for i in range(n_envs)])  # type: ignore[attr-defined]
-        steps += sum(len(log.infos) for log in logs)
+        specs = [EpisodeSpec(k * n_envs + i) for i in range(n_envs)]
+        logs = runner.train_round(specs)  # type: ignore[attr-defined]
+        steps += sum(len(log.outcomes) for log in logs)
     return steps / (time.perf_counter() - start), steps
 
 
@@ -63,9 +65,9 @@ def main() -> None:
     from baselines.drl.sac import SACConfig, SACRunner
 
     builders: dict[str, Callable[[], object]] = {
-        "rainbow": lambda: RainbowRunner(RainbowConfig(), make_env, 0),
-        "ppo": lambda: PPORunner(PPOConfig(), make_env, 0),
-        "sac": lambda: SACRunner(SACConfig(), make_env, 0),
+        "rainbow": lambda: RainbowRunner(RainbowConfig(), make_view, 0),
+        "ppo": lambda: PPORunner(PPOConfig(), make_view, 0),
+        "sac": lambda: SACRunner(SACConfig(), make_view, 0),
     }
     print(
         "Paper preset, t_max 15 s, default configurations, one torch thread; a round is one "

@@ -25,9 +25,9 @@ TARGET = 1.8
 
 def _warm() -> None:
     """Import what every cell needs, so that the timings leave out a worker's first imports."""
-    import experiments.agents  # noqa: F401
     import experiments.train  # noqa: F401
     import generative_models.structured  # noqa: F401
+    import learners.structured  # noqa: F401
 
 
 def _cpu_seconds() -> float:

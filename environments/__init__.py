@@ -25,8 +25,10 @@ from environments.config import (
     drift_schedule,
 )
 from environments.env import CloudEdgeOffloadEnv, Outcome, Outcomes
+from environments.learner import Episode, EpisodeSpec, Learner, LearnerContext, WorldSpec
 from environments.llm_profiles import LLMProfile, available_profiles, load_profile
 from environments.metrics import EpisodeMetrics, episode_metrics
+from environments.scheduler import SchedulerView
 from environments.tasks import load_humaneval, pass_at_k
 from environments.wrappers import DiscreteActionWrapper, FlatContinuousActionWrapper
 
@@ -39,17 +41,23 @@ __all__ = [
     "CloudEdgeOffloadEnv",
     "ContentionConfig",
     "DiscreteActionWrapper",
+    "Episode",
+    "EpisodeSpec",
     "EpisodeMetrics",
     "FlatContinuousActionWrapper",
     "LLMProfile",
+    "Learner",
+    "LearnerContext",
     "NetworkConfig",
     "Outcome",
     "Outcomes",
     "PartialObservabilityConfig",
     "RadioConfig",
     "ScenarioConfig",
+    "SchedulerView",
     "ServerConfig",
     "TerminalKindConfig",
+    "WorldSpec",
     "available_profiles",
     "drift_schedule",
     "episode_metrics",

@@ -33,9 +33,9 @@ def load_structured_agent(run_dir: Path, seed: int) -> Any:
     ValueError
         When the folder is not a run of a structured agent or lacks that seed's checkpoint.
     """
-    from experiments.learners import build_learner
     from experiments.runconfig import TrainConfig
     from experiments.train import load_checkpoint
+    from learners import build_learner
 
     meta = Path(run_dir) / "run.json"
     if not meta.is_file():
@@ -49,11 +49,11 @@ def load_structured_agent(run_dir: Path, seed: int) -> Any:
         raise ValueError(
             f"--seed {seed}: {ckpt} does not exist; the run has seeds {list(config.seeds)}"
         )
-    learner = build_learner(config, seed)
+    learner = build_learner(config.context(), seed)
     if not hasattr(learner, "model") or not hasattr(learner.model, "posterior_datatree"):
         raise ValueError(
             f"--run {run_dir} trained {config.agent!r}; posterior diagnostics need a structured "
-            "agent (aif, aif-no-info-gain, aif-myopic)"
+            "agent (aif and its variants)"
         )
     learner.load_state_dict(load_checkpoint(ckpt)["learner"])
     return learner
@@ -84,8 +84,7 @@ def diagnose_run(
     from experiments.atomic import write_atomic
 
     learner = load_structured_agent(Path(run_dir), seed)
-    base = learner.env.unwrapped
-    names = [f"{j} {k}" for j, k in enumerate(base.server_kinds)]
+    names = [f"{j} {s.kind}" for j, s in enumerate(learner.view.servers)]
     tree = learner.model.posterior_datatree(num_samples=num_samples, seed=seed, server_names=names)
     post = tree["posterior"].to_dataset()
     summary = arviz_stats.summary(

@@ -223,8 +223,8 @@ def train(
     ] = None,
 ) -> None:
     """Train a learner (active inference or deep RL); resumable from the run folder's checkpoints."""
-    from experiments.learners import learner_names
     from experiments.runconfig import TrainConfig, parse_setting
+    from learners import learner_names
 
     if agent not in learner_names():
         _fail(f"--agent {agent!r} is unknown; expected one of {learner_names()}")
@@ -272,12 +272,13 @@ def train(
 
         if not torch.cuda.is_available():
             _fail(f"--device {device}: no CUDA device is available here; use --device cpu")
-    from experiments.learners import build_learner
     from experiments.report import print_training_summary
-    from experiments.train import RunMismatchError, _check_run_folder, run_training
+    from experiments.train import RunMismatchError, _check_run_folder, check_rounds, run_training
+    from learners import build_learner
 
     try:
-        build_learner(cfg, seed_list[0])  # rejects bad settings before any training
+        # Rejects bad settings and budgets off the learner's rounds before any training.
+        check_rounds(cfg, build_learner(cfg.context(), seed_list[0]))
         _check_run_folder(cfg, out)
         tree = run_training(
             cfg, out, references=refs, progress=progress, workers=workers, scheduler=scheduler
@@ -348,7 +349,6 @@ def reproduce(
 
     Finished cells are kept under OUT/cells and skipped when the command runs again.
     """
-    from experiments.learners import learner_names
     from experiments.reproduce import (
         PROFILES,
         ReproductionError,
@@ -356,6 +356,7 @@ def reproduce(
         run_reproduction,
         update_docs_page,
     )
+    from learners import learner_names
 
     figures = _parse_figures(figure)
     if profile not in PROFILES:
@@ -409,7 +410,7 @@ def reproduce(
 @app.command()
 def agents() -> None:
     """List the learners `aif train --agent` takes, with their family and a line each."""
-    from experiments.learners import learner_names, learner_spec
+    from learners import learner_names, learner_spec
 
     for name in learner_names():
         spec = learner_spec(name)

@@ -6,19 +6,18 @@ evaluated on the same env seeds, derived here from the run seed and the episode 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from environments.learner import LearnerContext, WorldSpec
+
 __all__ = [
     "TrainConfig",
-    "apply_settings",
     "load_scenario_file",
     "episode_seed",
     "eval_seed",
@@ -36,8 +35,8 @@ class TrainConfig:
     Parameters
     ----------
     agent : str
-        A learner name (``experiments.learners.learner_names()``): an active-inference agent or a
-        deep-RL baseline.
+        A learner name (``learners.learner_names()``): an active-inference agent or a deep-RL
+        baseline.
     scenario : str
         Scenario preset of the world (``environments.PRESETS``).
     t_max : float
@@ -118,6 +117,22 @@ class TrainConfig:
         """The learner settings as a dict."""
         return dict(self.settings)
 
+    @property
+    def world(self) -> WorldSpec:
+        """The world the run plays (scenario, deadline, load, partial observability)."""
+        return WorldSpec(
+            self.scenario,
+            self.t_max,
+            self.tasks_per_episode,
+            self.obs_noise,
+            self.obs_delay,
+            self.scenario_json,
+        )
+
+    def context(self) -> LearnerContext:
+        """What the run's learner is built with: views of its world, its settings and device."""
+        return LearnerContext(self.agent, self.world, self.settings_dict, self.device, self.threads)
+
     def to_json(self) -> str:
         """Canonical JSON of the config (stored with the results)."""
         return json.dumps(asdict(self), sort_keys=True, default=str)
@@ -156,25 +171,12 @@ def eval_seed(seed: int, episode: int) -> int:
 
 
 def make_env(config: TrainConfig, t_max: float | None = None) -> Any:
-    """The unwrapped environment of the config's scenario (preset or file), with its t_max."""
-    import gymnasium as gym
+    """The simulator of the config's scenario (preset or file), with its t_max, unwrapped.
 
-    from environments import ENV_IDS, CloudEdgeOffloadEnv, ScenarioConfig
-
-    kwargs: dict[str, Any] = {"t_max": config.t_max if t_max is None else t_max}
-    if config.tasks_per_episode is not None:
-        kwargs["tasks_per_episode"] = config.tasks_per_episode
-    if config.obs_noise > 0 or config.obs_delay > 0:
-        kwargs["partial_observability"] = {
-            "noise_std": config.obs_noise,
-            "delay_steps": config.obs_delay,
-        }
-    if config.scenario_json is not None:
-        return CloudEdgeOffloadEnv(
-            ScenarioConfig.model_validate_json(config.scenario_json), **kwargs
-        )
-    env_id = {preset: env_id for env_id, preset in ENV_IDS.items()}[config.scenario]
-    return gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
+    For the reference policies and bounds, which read the true state; learners get
+    :class:`~environments.SchedulerView` objects from :meth:`TrainConfig.context` instead.
+    """
+    return config.world.make(t_max)
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
@@ -188,57 +190,6 @@ def parse_setting(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw.strip()
     return key, value
-
-
-def apply_settings(
-    defaults: Mapping[str, Any], settings: Mapping[str, Any], learner: str
-) -> dict[str, Any]:
-    """Override the dataclass instances in ``defaults`` (name -> config) with flat settings.
-
-    Each key of ``settings`` must name a field of exactly one of the configs; its value is
-    converted to that field's default type (int, float, bool, str) and the config revalidated.
-
-    Returns
-    -------
-    dict
-        name -> updated config.
-    """
-    owners: dict[str, str] = {}
-    for name, cfg in defaults.items():
-        for f in dataclasses.fields(cfg):
-            owners.setdefault(f.name, name)
-    updates: dict[str, dict[str, Any]] = {name: {} for name in defaults}
-    for key, value in settings.items():
-        if key not in owners:
-            raise ValueError(
-                f"setting {key!r} is unknown for agent {learner!r}; known: {sorted(owners)}"
-            )
-        name = owners[key]
-        current = getattr(defaults[name], key)
-        try:
-            if isinstance(current, bool):
-                if not isinstance(value, bool):
-                    raise TypeError
-            elif isinstance(current, int) and not isinstance(current, bool):
-                if isinstance(value, bool) or float(value) != int(value):
-                    raise TypeError
-                value = int(value)
-            elif isinstance(current, float):
-                if isinstance(value, bool):
-                    raise TypeError
-                value = float(value)
-            elif isinstance(current, str):
-                value = str(value)
-            elif isinstance(current, tuple):
-                value = tuple(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"setting {key}={value!r} for agent {learner!r} must be a "
-                f"{type(current).__name__} like {current!r}"
-            ) from None
-        updates[name][key] = value
-    # One replace per config, so fields checked against each other see all new values at once.
-    return {name: dataclasses.replace(cfg, **updates[name]) for name, cfg in defaults.items()}
 
 
 def load_scenario_file(path: str | Path) -> Any:

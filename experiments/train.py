@@ -21,9 +21,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from environments.learner import Episode, EpisodeSpec, Learner
 from experiments.atomic import write_atomic
-from experiments.learners import Episode, Learner, build_learner, learner_names, learner_spec
 from experiments.runconfig import TrainConfig, episode_seed, eval_seed, make_env
+from learners import build_learner, learner_names, learner_spec
 
 __all__ = [
     "METRICS",
@@ -51,8 +52,8 @@ def episode_record(episode: Episode, env_seed: int) -> dict[str, Any]:
     """The stored record of one played episode: metrics, per-decision outcomes and extras."""
     from environments import episode_metrics
 
-    m = episode_metrics(episode.infos)
-    infos = episode.infos
+    m = episode_metrics(episode.outcomes)
+    infos = episode.outcomes
     return {
         "env_seed": int(env_seed),
         "metrics": {k: float(getattr(m, k)) for k in METRICS},
@@ -94,9 +95,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- one seed
-def _evaluate(learner: Learner, config: TrainConfig, seed: int) -> list[dict[str, Any]]:
+def check_rounds(config: TrainConfig, learner: Learner) -> Learner:
+    """``learner``, after checking that the budget and evaluation points fall on its rounds."""
+    n = learner.episodes_per_round
+    for name, value in (("--episodes", config.episodes), ("--eval-every", config.eval_every)):
+        if value % n:
+            raise ValueError(
+                f"{name} {value} is not a multiple of n_envs={n} of {config.agent!r} (one "
+                f"episode per env per round); use a multiple of {n} or --set n_envs=..."
+            )
+    return learner
+
+
+def _evaluate(learner: Learner, config: TrainConfig, seed: int, after: int) -> list[dict[str, Any]]:
+    """Held-out episodes after ``after`` training episodes (in the world's phase of then)."""
     return [
-        episode_record(learner.evaluate(eval_seed(seed, k)), eval_seed(seed, k))
+        episode_record(learner.evaluate(EpisodeSpec(eval_seed(seed, k), after)), eval_seed(seed, k))
         for k in range(config.eval_episodes)
     ]
 
@@ -136,7 +150,7 @@ def train_seed(
     from experiments.progress import ProgressReporter
 
     torch.set_num_threads(config.threads)
-    learner = build_learner(config, seed)
+    learner = check_rounds(config, build_learner(config.context(), seed))
     records: list[dict[str, Any]] = []
     evals: dict[int, list[dict[str, Any]]] = {}
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed{seed}.pt"
@@ -164,16 +178,16 @@ def train_seed(
         while True:
             done = len(records)
             if done in points and done not in evals:
-                evals[done] = _evaluate(learner, config, seed)
+                evals[done] = _evaluate(learner, config, seed, done)
             if done >= config.episodes or (stop_after is not None and rounds >= stop_after):
                 break
             n = min(learner.episodes_per_round, config.episodes - done)
-            seeds = [episode_seed(seed, done + k) for k in range(n)]
-            for episode, s in zip(learner.train_round(seeds), seeds, strict=True):
-                records.append(episode_record(episode, s))
+            specs = [EpisodeSpec(episode_seed(seed, done + k), done + k) for k in range(n)]
+            for episode, spec in zip(learner.train_round(specs), specs, strict=True):
+                records.append(episode_record(episode, spec.env_seed))
             done = len(records)
             if done in points and done not in evals:
-                evals[done] = _evaluate(learner, config, seed)
+                evals[done] = _evaluate(learner, config, seed, done)
             if ckpt is not None:
                 _atomic_torch_save(
                     {
@@ -315,11 +329,11 @@ def write_results(tree: xr.DataTree, path: Path) -> None:
 def evaluate_references(
     config: TrainConfig,
     policies: Sequence[str],
-    env_seeds: dict[int, list[int]],
+    episodes: dict[int, list[EpisodeSpec]],
     episode_dim: str = "episode",
     coords: Sequence[int] | None = None,
 ) -> xr.Dataset:
-    """Metrics of reference policies on given env seeds.
+    """Metrics of reference policies on given episodes.
 
     Parameters
     ----------
@@ -327,8 +341,8 @@ def evaluate_references(
         The run (its scenario, t_max, tasks per episode).
     policies : sequence of str
         Names from ``baselines.POLICY_NAMES``.
-    env_seeds : dict
-        Run seed -> env seeds to play, equal lengths.
+    episodes : dict
+        Run seed -> episodes to play (env seed and world phase), equal lengths.
     episode_dim : str
         Name of the episode dimension.
     coords : sequence of int, optional
@@ -338,15 +352,15 @@ def evaluate_references(
     from environments import episode_metrics
 
     env = make_env(config)
-    run_seeds = sorted(env_seeds)
-    n = len(env_seeds[run_seeds[0]])
+    run_seeds = sorted(episodes)
+    n = len(episodes[run_seeds[0]])
     out = np.full((len(policies), len(run_seeds), n, len(METRICS)), np.nan)
     for i, name in enumerate(policies):
         for j, seed in enumerate(run_seeds):
-            for k, es in enumerate(env_seeds[seed]):
+            for k, spec in enumerate(episodes[seed]):
                 pol = make_policy(name)
-                pol.reset(es)
-                obs, _ = env.reset(seed=es)
+                pol.reset(spec.env_seed)
+                obs, _ = env.reset(seed=spec.env_seed, options=spec.options)
                 infos = []
                 done = False
                 while not done:
@@ -455,14 +469,20 @@ def run_training(
         ref = evaluate_references(
             config,
             references,
-            {s: [episode_seed(s, e) for e in last] for s in config.seeds},
+            {s: [EpisodeSpec(episode_seed(s, e), e) for e in last] for s in config.seeds},
             coords=last,
         )
         if config.eval_every:
             ref_eval = evaluate_references(
                 config,
                 references,
-                {s: [eval_seed(s, k) for k in range(config.eval_episodes)] for s in config.seeds},
+                {
+                    s: [
+                        EpisodeSpec(eval_seed(s, k), config.episodes)
+                        for k in range(config.eval_episodes)
+                    ]
+                    for s in config.seeds
+                },
                 episode_dim="eval_episode",
             )
     tree = records_to_datatree(config, results, ref, ref_eval)

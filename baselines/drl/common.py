@@ -1,8 +1,8 @@
 """What the deep-RL baselines share: the world as a library sees it, and the state every runner saves.
 
-The adapter gives a library the discrete action set of :class:`~environments.DiscreteActionWrapper`
-with its feasibility mask, the env's own reward r = 1/L + P, and nothing of ``info``; it keeps the
-env's (censored) infos of the episode for the training records. Observation normalisation, seeding
+The adapter gives a library a scheduler view's discrete action set with its feasibility mask, the
+world's reward r = 1/L + P, and nothing of ``info``; it keeps the censored feedback of each
+episode for the training records. Observation normalisation, seeding
 and the saved random state are here too, so the three runners differ only in their library.
 """
 
@@ -21,26 +21,20 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from environments.wrappers import DiscreteActionWrapper
+from environments.learner import EpisodeSpec
+from environments.scheduler import SchedulerView
 
 __all__ = [
-    "ACTION_LEVELS",
     "MASKED_LOGIT",
     "EpisodeLog",
     "RandomState",
-    "SchedulerView",
+    "LibraryEnv",
     "check_round",
     "check_seeds",
     "episode_length",
     "finished_episode",
     "validate",
 ]
-
-#: Allocation levels of the shared discrete action set (fractions of a server's total compute,
-#: bandwidth and memory, capped at what is free; each server also has a queued full grant):
-#: ``Discrete(5 servers x (3 levels + queue) + reject) = 21`` on the paper preset. Every deep-RL
-#: baseline acts in this set; the active-inference agent can too.
-ACTION_LEVELS: tuple[float, ...] = (0.25, 0.5, 1.0)
 
 #: Logit given to an infeasible action by the masking glue of policies whose library class has no
 #: mask: finite, so ``0 * logit`` stays 0 in entropies, and low enough that its probability is 0.0.
@@ -52,8 +46,8 @@ class EpisodeLog(NamedTuple):
 
     Attributes
     ----------
-    infos : list of dict
-        The env's ``info`` of every decision (censored outcomes, as a scheduler observes them).
+    outcomes : list of dict
+        The censored feedback of every decision, as a scheduler observes it.
     decision_s : list of float
         Wall-clock seconds of the policy's forward pass per decision; in vectorised training one
         batched pass decides for every env at once and each decision is charged its share.
@@ -61,14 +55,14 @@ class EpisodeLog(NamedTuple):
         Mean training loss over the gradient steps of the round (NaN when there were none).
     """
 
-    infos: list[dict[str, Any]]
+    outcomes: list[dict[str, Any]]
     decision_s: list[float]
     learn_stat: float
 
 
-def episode_length(env: gym.Env) -> int:
-    """Decisions per episode of the offloading world ``env`` (every episode has exactly this many)."""
-    return int(env.unwrapped.config.tasks_per_episode)  # type: ignore[attr-defined]
+def episode_length(env: LibraryEnv) -> int:
+    """Decisions per episode of the world behind ``env`` (every episode has exactly this many)."""
+    return int(env.view.tasks_per_episode)
 
 
 def check_round(name: str, n_envs: int, episode_len: int, steps_per_update: int) -> None:
@@ -94,12 +88,12 @@ def check_round(name: str, n_envs: int, episode_len: int, steps_per_update: int)
         )
 
 
-def check_seeds(name: str, n_envs: int, env_seeds: Sequence[int]) -> None:
-    """Reject a round whose env seeds are not one per vectorised env."""
-    if len(env_seeds) != n_envs:
+def check_seeds(name: str, n_envs: int, episodes: Sequence[EpisodeSpec]) -> None:
+    """Reject a round whose episodes are not one per vectorised env."""
+    if len(episodes) != n_envs:
         raise ValueError(
-            f"{name} plays {n_envs} envs per round (n_envs), got {len(env_seeds)} env seeds "
-            f"{list(env_seeds)}"
+            f"{name} plays {n_envs} envs per round (n_envs), got {len(episodes)} episodes "
+            f"{[e.env_seed for e in episodes]}"
         )
 
 
@@ -117,22 +111,19 @@ def validate(config: Any, checks: Sequence[tuple[bool, str]]) -> None:
             raise ValueError(f"{type(config).__name__}: {message}; got {asdict(config)}")
 
 
-class SchedulerView(gym.Wrapper):  # type: ignore[type-arg]
-    """The offloading world as a deep-RL library sees it: discrete actions, the mask, the reward.
+class LibraryEnv(gym.Wrapper):  # type: ignore[type-arg]
+    """A scheduler view as a deep-RL library sees it: discrete actions, the mask, the reward.
 
-    Wraps an unwrapped :class:`~environments.CloudEdgeOffloadEnv` in
-    :class:`~environments.DiscreteActionWrapper` and passes on the observation, the env's reward
-    ``r = 1/L + P`` (0 for a failed task) and termination. ``info`` reaches the library empty:
-    the library sees no outcome beyond the reward. The env's info of every decision is kept in
-    :attr:`infos` for the training records, and the feasibility mask of the next decision in
-    :attr:`mask` (also :meth:`action_masks`, the sb3-contrib convention).
+    Wraps a :class:`~environments.SchedulerView` and passes on its observation (plain or
+    informed features), the world's reward ``r = 1/L + P`` (0 for a failed task) and
+    termination. ``info`` reaches the library empty: it sees no outcome beyond the reward. The
+    censored feedback of every finished episode is kept in :attr:`finished` for the training
+    records, and the feasibility mask of the next decision in :attr:`mask` (also
+    :meth:`action_masks`, the sb3-contrib convention).
 
     Parameters
     ----------
-    env : gymnasium.Env
-        The offloading world (unwrapped).
-    levels : sequence of float
-        Allocation levels of the discrete action set.
+    view : SchedulerView
     dict_obs : bool
         Return ``{"obs": observation, "mask": mask}`` (the tianshou convention for masked
         discrete policies) instead of the observation alone.
@@ -141,21 +132,14 @@ class SchedulerView(gym.Wrapper):  # type: ignore[type-arg]
         :attr:`update_stats` is True (observation normalisation statistics of training).
     """
 
-    def __init__(
-        self,
-        env: gym.Env,
-        levels: Sequence[float] = ACTION_LEVELS,
-        dict_obs: bool = False,
-        obs_stats: Any = None,
-    ) -> None:
-        super().__init__(DiscreteActionWrapper(env, levels=levels))
-        inner = self.env
-        assert isinstance(inner, DiscreteActionWrapper)
-        self.n_actions = inner.n_actions
+    def __init__(self, view: SchedulerView, dict_obs: bool = False, obs_stats: Any = None) -> None:
+        super().__init__(view)
+        self.view = view
+        self.n_actions = view.n_actions
         self.dict_obs = dict_obs
         self.obs_stats = obs_stats
         self.update_stats = obs_stats is not None
-        box = env.observation_space
+        box = view.observation_space
         self.observation_space = (
             spaces.Dict({"obs": box, "mask": spaces.MultiBinary(self.n_actions)})
             if dict_obs
@@ -163,15 +147,15 @@ class SchedulerView(gym.Wrapper):  # type: ignore[type-arg]
         )
         self.action_space = spaces.Discrete(self.n_actions)
         self.mask = np.ones(self.n_actions, dtype=bool)
-        self.infos: list[dict[str, Any]] = []
-        #: Infos of the episodes finished since :meth:`take_finished` (a vectorised library
+        #: Feedback of the episodes finished since :meth:`take_finished` (a vectorised library
         #: resets an env as soon as its episode ends, before the runner reads it).
         self.finished: list[list[dict[str, Any]]] = []
-        self._next_seed: int | None = None
+        self._next: EpisodeSpec | None = None
 
-    def set_next_seed(self, seed: int) -> None:
-        """Seed the next :meth:`reset` (vectorised envs reset them all without per-env seeds)."""
-        self._next_seed = int(seed)
+    def set_next_episode(self, episode: EpisodeSpec) -> None:
+        """Seed the next :meth:`reset` and set its world phase (vectorised envs reset them all
+        without per-env seeds)."""
+        self._next = episode
 
     def action_masks(self) -> np.ndarray:
         """Feasible actions of the current decision, shape (n_actions,), bool."""
@@ -185,27 +169,26 @@ class SchedulerView(gym.Wrapper):  # type: ignore[type-arg]
         return obs
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        """Reset (with the seed of :meth:`set_next_seed` when no seed is given)."""
-        if kwargs.get("seed") is None and self._next_seed is not None:
-            kwargs["seed"] = self._next_seed
-        self._next_seed = None
-        obs, info = self.env.reset(**kwargs)
+        """Reset (with the episode of :meth:`set_next_episode` when no seed is given)."""
+        if kwargs.get("seed") is None and self._next is not None:
+            kwargs["seed"] = int(self._next.env_seed)
+            kwargs["options"] = self._next.options
+        self._next = None
+        obs, info = self.view.reset(**kwargs)
         self.mask = np.asarray(info["action_mask"], dtype=bool)
-        self.infos = []
         return self._out(obs), {}
 
     def take_finished(self) -> list[list[dict[str, Any]]]:
-        """Infos of the episodes finished since the last call, oldest first."""
+        """Feedback of the episodes finished since the last call, oldest first."""
         out, self.finished = self.finished, []
         return out
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Play one discrete action; the info goes to :attr:`infos`, the library gets ``{}``."""
-        obs, reward, terminated, truncated, info = self.env.step(int(np.asarray(action)))
+        """Play one discrete action; the library gets ``{}`` as info."""
+        obs, reward, terminated, truncated, info = self.view.step(int(np.asarray(action)))
         self.mask = np.asarray(info["action_mask"], dtype=bool)
-        self.infos.append(info)
         if terminated or truncated:
-            self.finished.append(self.infos)
+            self.finished.append(self.view.outcomes())
         return self._out(obs), float(reward), bool(terminated), bool(truncated), {}
 
 
@@ -322,8 +305,8 @@ def per_decision(batched_s: list[float], n_envs: int, episode_len: int) -> list[
     return [[t / n_envs for t in times] for _ in range(n_envs)]
 
 
-def finished_episode(view: SchedulerView) -> list[dict[str, Any]]:
-    """The infos of the one episode ``view`` finished in this round (an error otherwise)."""
+def finished_episode(view: LibraryEnv) -> list[dict[str, Any]]:
+    """The feedback of the one episode ``view`` finished in this round (an error otherwise)."""
     done = view.take_finished()
     if len(done) != 1:
         raise RuntimeError(
@@ -334,17 +317,18 @@ def finished_episode(view: SchedulerView) -> list[dict[str, Any]]:
 
 
 def play_greedy(
-    view: SchedulerView, env_seed: int, choose: Callable[[Any, np.ndarray], int]
+    view: LibraryEnv, episode: EpisodeSpec, choose: Callable[[Any, np.ndarray], int]
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """Play one episode choosing ``choose(observation, mask)`` (a deterministic policy).
 
     Returns
     -------
-    infos : list of dict
+    outcomes : list of dict
+        The censored feedback of every decision.
     decision_s : list of float
         Seconds each call of ``choose`` took.
     """
-    obs, _ = view.reset(seed=int(env_seed))
+    obs, _ = view.reset(seed=int(episode.env_seed), options=episode.options)
     decision_s: list[float] = []
     done = False
     while not done:
@@ -353,4 +337,4 @@ def play_greedy(
         decision_s.append(time.perf_counter() - t0)
         obs, _, terminated, truncated, _ = view.step(action)
         done = terminated or truncated
-    return list(view.infos), decision_s
+    return finished_episode(view), decision_s

@@ -13,16 +13,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from baselines.drl.common import (
-    ACTION_LEVELS,
     EpisodeLog,
     ForwardTimer,
+    LibraryEnv,
     RandomState,
-    SchedulerView,
     check_round,
     check_seeds,
     episode_length,
@@ -30,6 +28,8 @@ from baselines.drl.common import (
     per_decision,
     play_greedy,
 )
+from environments.learner import EpisodeSpec
+from environments.scheduler import SchedulerView
 
 __all__ = ["NormalisedInput", "ObsStats", "TianshouOffPolicyRunner"]
 
@@ -104,14 +104,12 @@ class TianshouOffPolicyRunner(ABC):
     config : dataclass
         The algorithm's configuration; needs ``n_envs``, ``step_per_collect``,
         ``update_per_step``, ``batch_size`` and ``learning_starts``.
-    make_env : callable
-        Returns a fresh unwrapped offloading env.
+    make_view : callable
+        Returns a fresh scheduler view of the world (its action set and features).
     seed : int
         Seeds the networks and the runner's generators.
     device : str
         torch device of the networks.
-    levels : sequence of float
-        Allocation levels of the discrete action set.
     """
 
     name = "off-policy"
@@ -119,22 +117,19 @@ class TianshouOffPolicyRunner(ABC):
     def __init__(
         self,
         config: Any,
-        make_env: Callable[[], gym.Env],
+        make_view: Callable[[], SchedulerView],
         seed: int,
         device: str = "cpu",
-        levels: Sequence[float] = ACTION_LEVELS,
     ) -> None:
         from tianshou.data import Collector
         from tianshou.env import DummyVectorEnv
 
         self.config = c = config
-        self.make_env = make_env
-        self.levels = tuple(levels)
+        self.make_view = make_view
         self.device = torch.device(device)
         self.stats = ObsStats()
         self.views = [
-            SchedulerView(make_env(), levels, dict_obs=True, obs_stats=self.stats)
-            for _ in range(c.n_envs)
+            LibraryEnv(make_view(), dict_obs=True, obs_stats=self.stats) for _ in range(c.n_envs)
         ]
         self.episode_len = episode_length(self.views[0])
         check_round(self.name, c.n_envs, self.episode_len, c.step_per_collect // c.n_envs)
@@ -152,7 +147,7 @@ class TianshouOffPolicyRunner(ABC):
         self.gradient_steps = 0
 
     @abstractmethod
-    def _build(self, obs_dim: int, view: SchedulerView) -> tuple[Any, Any, Any]:
+    def _build(self, obs_dim: int, view: LibraryEnv) -> tuple[Any, Any, Any]:
         """The policy, algorithm and replay buffer (on the runner's generators)."""
 
     def _schedules(self) -> None:
@@ -173,8 +168,8 @@ class TianshouOffPolicyRunner(ABC):
         return None
 
     # ------------------------------------------------------------------ training
-    def train_round(self, env_seeds: Sequence[int]) -> list[EpisodeLog]:
-        """Play one episode per env on ``env_seeds`` (one seed per env), learning as configured.
+    def train_round(self, episodes: Sequence[EpisodeSpec]) -> list[EpisodeLog]:
+        """Play one episode per env (one spec per env), learning as configured.
 
         Returns
         -------
@@ -184,11 +179,11 @@ class TianshouOffPolicyRunner(ABC):
         from tianshou.utils.torch_utils import policy_within_training_step
 
         c = self.config
-        check_seeds(self.name, c.n_envs, env_seeds)
+        check_seeds(self.name, c.n_envs, episodes)
         losses: list[float] = []
         with self.rng.active(), policy_within_training_step(self.policy):
-            for view, s in zip(self.views, env_seeds, strict=True):
-                view.set_next_seed(int(s))
+            for view, episode in zip(self.views, episodes, strict=True):
+                view.set_next_episode(episode)
                 view.update_stats = True
                 view.take_finished()
             self.collector.reset(reset_buffer=False)
@@ -225,24 +220,24 @@ class TianshouOffPolicyRunner(ABC):
         with torch.no_grad():
             return int(np.asarray(self.policy(batch).act).reshape(-1)[0])
 
-    def evaluate(self, env_seed: int, env: gym.Env | None = None) -> EpisodeLog:
+    def evaluate(self, episode: EpisodeSpec, view: SchedulerView | None = None) -> EpisodeLog:
         """Play one episode deterministically without learning, leaving every state unchanged.
 
         Parameters
         ----------
-        env_seed : int
-        env : gymnasium.Env, optional
-            Another unwrapped offloading env (e.g. another t_max); default a fresh one.
+        episode : EpisodeSpec
+        view : SchedulerView, optional
+            Another view of the world (e.g. another t_max); default a fresh one.
         """
-        view = SchedulerView(env if env is not None else self.make_env(), self.levels, True)
+        env = LibraryEnv(view if view is not None else self.make_view(), dict_obs=True)
         was_training = self.policy.training
         self.policy.eval()
         try:
             with self.rng.active(keep=False):
-                infos, decision_s = play_greedy(view, env_seed, self.act)
+                outcomes, decision_s = play_greedy(env, episode, self.act)
         finally:
             self.policy.train(was_training)
-        return EpisodeLog(infos, decision_s, math.nan)
+        return EpisodeLog(outcomes, decision_s, math.nan)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -14,15 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from baselines.drl.common import (
-    ACTION_LEVELS,
     EpisodeLog,
     ForwardTimer,
+    LibraryEnv,
     RandomState,
-    SchedulerView,
     check_round,
     check_seeds,
     episode_length,
@@ -31,6 +29,8 @@ from baselines.drl.common import (
     play_greedy,
     validate,
 )
+from environments.learner import EpisodeSpec
+from environments.scheduler import SchedulerView
 
 __all__ = ["PPOConfig", "PPORunner"]
 
@@ -114,14 +114,12 @@ class PPORunner:
     Parameters
     ----------
     config : PPOConfig
-    make_env : callable
-        Returns a fresh unwrapped offloading env.
+    make_view : callable
+        Returns a fresh scheduler view of the world (its action set and features).
     seed : int
         Seeds the networks and action sampling.
     device : str
         torch device of the networks.
-    levels : sequence of float
-        Allocation levels of the discrete action set.
     """
 
     name = "ppo"
@@ -129,18 +127,16 @@ class PPORunner:
     def __init__(
         self,
         config: PPOConfig,
-        make_env: Callable[[], gym.Env],
+        make_view: Callable[[], SchedulerView],
         seed: int,
         device: str = "cpu",
-        levels: Sequence[float] = ACTION_LEVELS,
     ) -> None:
         from sb3_contrib import MaskablePPO
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
         self.config = c = config
-        self.make_env = make_env
-        self.levels = tuple(levels)
-        self.views = [SchedulerView(make_env(), levels) for _ in range(c.n_envs)]
+        self.make_view = make_view
+        self.views = [LibraryEnv(make_view()) for _ in range(c.n_envs)]
         self.episode_len = episode_length(self.views[0])
         check_round(self.name, c.n_envs, self.episode_len, c.n_steps)
         self.rng = RandomState(seed)
@@ -172,8 +168,8 @@ class PPORunner:
             )
         self.timer = ForwardTimer(self.model.policy)
 
-    def train_round(self, env_seeds: Sequence[int]) -> list[EpisodeLog]:
-        """Play one episode per env on ``env_seeds`` (one seed per env), updating every rollout.
+    def train_round(self, episodes: Sequence[EpisodeSpec]) -> list[EpisodeLog]:
+        """Play one episode per env (one spec per env), updating every rollout.
 
         Returns
         -------
@@ -181,13 +177,14 @@ class PPORunner:
             One per env seed, in order; ``learn_stat`` is the last update's PPO loss.
         """
         c = self.config
-        check_seeds(self.name, c.n_envs, env_seeds)
+        check_seeds(self.name, c.n_envs, episodes)
         model = self.model
         with self.rng.active():
             for view in self.views:
                 view.take_finished()
-            # Per-env reset seeds of SB3's DummyVecEnv (its public seed() takes one base seed).
-            self.dummy._seeds = [int(s) for s in env_seeds]
+            # Per-env reset seeds and options of SB3's DummyVecEnv (its public seed() takes one base seed).
+            self.dummy._seeds = [int(e.env_seed) for e in episodes]
+            self.dummy._options = [e.options for e in episodes]
             self.venv.training = True
             model._last_obs = self.venv.reset()  # type: ignore[assignment]
             model._last_episode_starts = np.ones(c.n_envs, dtype=bool)
@@ -213,19 +210,19 @@ class PPORunner:
         action, _ = self.model.predict(x, deterministic=True, action_masks=mask[None])
         return int(np.asarray(action).reshape(-1)[0])
 
-    def evaluate(self, env_seed: int, env: gym.Env | None = None) -> EpisodeLog:
+    def evaluate(self, episode: EpisodeSpec, view: SchedulerView | None = None) -> EpisodeLog:
         """Play one episode deterministically without learning, leaving every state unchanged.
 
         Parameters
         ----------
-        env_seed : int
-        env : gymnasium.Env, optional
-            Another unwrapped offloading env (e.g. another t_max); default a fresh one.
+        episode : EpisodeSpec
+        view : SchedulerView, optional
+            Another view of the world (e.g. another t_max); default a fresh one.
         """
-        view = SchedulerView(env if env is not None else self.make_env(), self.levels)
+        env = LibraryEnv(view if view is not None else self.make_view())
         with self.rng.active(keep=False):
-            infos, decision_s = play_greedy(view, env_seed, self.act)
-        return EpisodeLog(infos, decision_s, math.nan)
+            outcomes, decision_s = play_greedy(env, episode, self.act)
+        return EpisodeLog(outcomes, decision_s, math.nan)
 
     def state_dict(self) -> dict[str, Any]:
         """Networks and optimiser, normalisation statistics, counters, generators.

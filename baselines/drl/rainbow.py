@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from baselines.drl.common import SchedulerView, validate
+from baselines.drl.common import LibraryEnv, validate
 from baselines.drl.offpolicy import NormalisedInput, TianshouOffPolicyRunner
 
 __all__ = ["RainbowConfig", "RainbowRunner"]
@@ -132,20 +132,18 @@ class RainbowRunner(TianshouOffPolicyRunner):
     Parameters
     ----------
     config : RainbowConfig
-    make_env : callable
-        Returns a fresh unwrapped offloading env.
+    make_view : callable
+        Returns a fresh scheduler view of the world (its action set and features).
     seed : int
         Seeds the networks, exploration and replay sampling.
     device : str
         torch device of the networks.
-    levels : sequence of float
-        Allocation levels of the discrete action set.
     """
 
     name = "rainbow"
     config: RainbowConfig
 
-    def _build(self, obs_dim: int, view: SchedulerView) -> tuple[Any, Any, Any]:
+    def _build(self, obs_dim: int, view: LibraryEnv) -> tuple[Any, Any, Any]:
         from tianshou.algorithm import RainbowDQN
         from tianshou.algorithm.modelfree.c51 import C51Policy
         from tianshou.algorithm.optim import AdamOptimizerFactory

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from baselines.drl.common import MASKED_LOGIT, SchedulerView, validate
+from baselines.drl.common import MASKED_LOGIT, LibraryEnv, validate
 from baselines.drl.offpolicy import NormalisedInput, ObsStats, TianshouOffPolicyRunner
 
 __all__ = ["MaskedActor", "SACConfig", "SACRunner"]
@@ -143,20 +143,18 @@ class SACRunner(TianshouOffPolicyRunner):
     Parameters
     ----------
     config : SACConfig
-    make_env : callable
-        Returns a fresh unwrapped offloading env.
+    make_view : callable
+        Returns a fresh scheduler view of the world (its action set and features).
     seed : int
         Seeds the networks, action sampling and replay sampling.
     device : str
         torch device of the networks.
-    levels : sequence of float
-        Allocation levels of the discrete action set.
     """
 
     name = "sac"
     config: SACConfig
 
-    def _build(self, obs_dim: int, view: SchedulerView) -> tuple[Any, Any, Any]:
+    def _build(self, obs_dim: int, view: LibraryEnv) -> tuple[Any, Any, Any]:
         from tianshou.algorithm import DiscreteSAC
         from tianshou.algorithm.modelfree.discrete_sac import DiscreteSACPolicy
         from tianshou.algorithm.optim import AdamOptimizerFactory

@@ -4,22 +4,25 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from baselines.drl.common import ACTION_LEVELS, MASKED_LOGIT, SchedulerView
+from baselines.drl.common import MASKED_LOGIT, LibraryEnv
 from environments import CloudEdgeOffloadEnv
+from environments.learner import EpisodeSpec
+from environments.scheduler import ACTION_LEVELS, SchedulerView
 
 TASKS = 30
 
 
-def _env() -> gym.Env:
+def _env() -> SchedulerView:
     # The congested preset fills servers, so many decisions have infeasible actions.
-    return gym.make(
-        "CloudEdgeOffload-congested-v1", disable_env_checker=True, tasks_per_episode=TASKS
-    ).unwrapped
+    return SchedulerView(CloudEdgeOffloadEnv(preset="congested", tasks_per_episode=TASKS))
+
+
+def _eps(*seeds: int) -> list[EpisodeSpec]:
+    return [EpisodeSpec(s) for s in seeds]
 
 
 def _runner(name: str, seed: int = 0) -> Any:
@@ -39,21 +42,21 @@ def _runner(name: str, seed: int = 0) -> Any:
 
 
 class _MaskAudit:
-    """Records, for every step of every SchedulerView, whether the action was feasible."""
+    """Records, for every step of every library env, whether the action was feasible."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.chosen_feasible: list[bool] = []
         self.had_infeasible: list[bool] = []
-        original: Callable[..., Any] = SchedulerView.step
+        original: Callable[..., Any] = LibraryEnv.step
         audit = self
 
-        def step(view: SchedulerView, action: Any) -> Any:
+        def step(view: LibraryEnv, action: Any) -> Any:
             a = int(np.asarray(action))
             audit.chosen_feasible.append(bool(view.mask[a]))
             audit.had_infeasible.append(not bool(view.mask.all()))
             return original(view, action)
 
-        monkeypatch.setattr(SchedulerView, "step", step)
+        monkeypatch.setattr(LibraryEnv, "step", step)
 
 
 @pytest.mark.parametrize("name", ["rainbow", "ppo", "sac"])
@@ -62,9 +65,9 @@ def test_masked_policy_never_picks_an_infeasible_action(name: str, monkeypatch):
     runner = _runner(name)
     # Round 1: untrained networks (a random policy); round 2: after updates; then greedy play.
     for k in range(2):
-        runner.train_round([10 * k, 10 * k + 1])
+        runner.train_round(_eps(10 * k, 10 * k + 1))
     for s in (101, 102):
-        runner.evaluate(s)
+        runner.evaluate(EpisodeSpec(s))
     n = 2 * 2 * TASKS + 2 * TASKS
     assert len(audit.chosen_feasible) == n
     # The check has teeth: a good share of decisions offered infeasible actions.
@@ -73,7 +76,7 @@ def test_masked_policy_never_picks_an_infeasible_action(name: str, monkeypatch):
 
 
 def test_the_library_sees_no_outcome_and_the_records_keep_the_infos():
-    view = SchedulerView(_env(), ACTION_LEVELS, dict_obs=True)
+    view = LibraryEnv(_env(), dict_obs=True)
     obs, info = view.reset(seed=3)
     assert info == {} and set(obs) == {"obs", "mask"}
     assert view.observation_space.contains(obs)
@@ -99,29 +102,29 @@ def test_masked_logit_gives_zero_probability_and_finite_entropy():
 @pytest.mark.parametrize("name", ["rainbow", "ppo", pytest.param("sac", marks=pytest.mark.slow)])
 def test_state_round_trip_continues_identically(name: str):
     a = _runner(name)
-    a.train_round([1, 2])
+    a.train_round(_eps(1, 2))
     # Through bytes, as a checkpoint file goes (a state in memory shares tensors with `a`).
     buf = io.BytesIO()
     torch.save(a.state_dict(), buf)
     buf.seek(0)
     b = _runner(name)
     b.load_state_dict(torch.load(buf, weights_only=False))
-    la, lb = a.train_round([3, 4]), b.train_round([3, 4])
+    la, lb = a.train_round(_eps(3, 4)), b.train_round(_eps(3, 4))
     for x, y in zip(la, lb, strict=True):
-        assert [i["server"] for i in x.infos] == [i["server"] for i in y.infos]
-        assert [i["shares"].tolist() for i in x.infos] == [i["shares"].tolist() for i in y.infos]
+        assert [i["server"] for i in x.outcomes] == [i["server"] for i in y.outcomes]
+        assert [i["shares"].tolist() for i in x.outcomes] == [i["shares"].tolist() for i in y.outcomes]
         assert x.learn_stat == y.learn_stat or (np.isnan(x.learn_stat) and np.isnan(y.learn_stat))
-    ea, eb = a.evaluate(9), b.evaluate(9)
-    assert [i["server"] for i in ea.infos] == [i["server"] for i in eb.infos]
+    ea, eb = a.evaluate(EpisodeSpec(9)), b.evaluate(EpisodeSpec(9))
+    assert [i["server"] for i in ea.outcomes] == [i["server"] for i in eb.outcomes]
 
 
 def test_evaluation_leaves_the_runner_unchanged():
     a, b = _runner("ppo"), _runner("ppo")
-    a.train_round([1, 2])
-    b.train_round([1, 2])
-    a.evaluate(5)
-    la, lb = a.train_round([3, 4]), b.train_round([3, 4])
-    assert [i["server"] for i in la[0].infos] == [i["server"] for i in lb[0].infos]
+    a.train_round(_eps(1, 2))
+    b.train_round(_eps(1, 2))
+    a.evaluate(EpisodeSpec(5))
+    la, lb = a.train_round(_eps(3, 4)), b.train_round(_eps(3, 4))
+    assert [i["server"] for i in la[0].outcomes] == [i["server"] for i in lb[0].outcomes]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +152,7 @@ def _runner_with(name: str, **kw: Any) -> Any:
 def test_train_round_needs_one_seed_per_env():
     runner = _runner("ppo")
     with pytest.raises(ValueError, match="2 envs per round"):
-        runner.train_round([1, 2, 3])
+        runner.train_round(_eps(1, 2, 3))
 
 
 def test_the_shared_action_set_is_the_discrete_wrapper_s():

@@ -10,9 +10,9 @@ import pytest
 import torch
 import xarray as xr
 
-from experiments.learners import learner_spec
 from experiments.runconfig import TrainConfig
 from experiments.train import train_seed
+from learners import learner_spec
 
 DRL = ("rainbow", "ppo", "sac")
 #: Two envs per round, and a PPO rollout that divides the 10-task episodes.
@@ -125,11 +125,12 @@ def test_bad_settings_are_one_line_errors_before_any_work(
 
 def test_registered_as_deep_rl_and_libraries_load_only_when_built():
     code = (
-        "import sys, experiments.cli, experiments.learners as l; "
+        "import sys, experiments.cli, learners as l; "
         "print(sorted(n for n in l.learner_names() if l.learner_spec(n).family == 'deep-rl')); "
         "print(any(m.split('.')[0] in ('tianshou', 'stable_baselines3', 'sb3_contrib') "
         "for m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.split("\n")[:2] == ["['ppo', 'rainbow', 'sac']", "False"]
+    expected = sorted([*DRL, *(f"{a}-informed" for a in DRL)])
+    assert proc.stdout.split("\n")[:2] == [str(expected), "False"]
     assert all(learner_spec(a).family == "deep-rl" for a in DRL)

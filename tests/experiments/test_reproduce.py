@@ -176,7 +176,7 @@ def test_a_folder_of_another_profile_is_refused(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ the plan
 def test_default_methods_skip_unregistered_learners_with_a_note() -> None:
-    from experiments.learners import learner_names
+    from learners import learner_names
 
     plan = make_plan(profile_by_name("quick"))
     assert plan.methods == tuple(

@@ -10,9 +10,9 @@ import pytest
 import torch
 import xarray as xr
 
-from experiments.learners import learner_names, learner_spec
 from experiments.runconfig import TrainConfig
 from experiments.train import train_seed
+from learners import learner_names, learner_spec
 
 TINY_SETTINGS = {
     "candidates": 16, "elites": 4, "iterations": 1, "horizon": 2, "ensemble_size": 2,
@@ -146,10 +146,10 @@ def test_dask_workers_give_the_same_numbers_as_one_process(tmp_path: Path):
 
 # Tiny settings of each active-inference builder (the structured agent has no CEM planner).
 TINY_BY_FACTORY = {
-    "experiments.agents:build_paper_agent": (
+    "learners.paper:build": (
         ("candidates", 8), ("elites", 2), ("iterations", 1), ("fit_steps", 3),
     ),
-    "experiments.agents:build_structured_agent": (("fit_steps", 3), ("futures", 2)),
+    "learners.structured:build": (("fit_steps", 3), ("futures", 2)),
 }  # fmt: skip
 
 
@@ -157,7 +157,7 @@ TINY_BY_FACTORY = {
     "agent", [a for a in learner_names() if learner_spec(a).family == "active-inference"]
 )
 def test_every_active_inference_variant_trains(agent: str):
-    structured = learner_spec(agent).factory.endswith("build_structured_agent")
+    structured = learner_spec(agent).factory == "learners.structured:build"
     settings = TINY_BY_FACTORY[learner_spec(agent).factory]
     cfg = TrainConfig(
         agent=agent, episodes=1, seeds=(0,), tasks_per_episode=8, eval_every=0, settings=settings

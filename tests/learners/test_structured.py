@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from environments.learner import EpisodeSpec
 from experiments.runconfig import TrainConfig
 from experiments.train import train_seed
+from learners import build_learner
 
 
 def _config(**kw) -> TrainConfig:
@@ -48,13 +50,11 @@ def test_resume_after_stop_matches_uninterrupted(tmp_path) -> None:
 
 
 def test_evaluation_at_another_t_max_leaves_the_learner_unchanged() -> None:
-    from experiments.learners import build_learner
-
-    learner = build_learner(_config(tasks_per_episode=30), 0)
-    learner.train_round([11])
+    learner = build_learner(_config(tasks_per_episode=30).context(), 0)
+    learner.train_round([EpisodeSpec(11)])
     before = learner.state_dict()
-    short = learner.evaluate(5, t_max=2.0)
-    assert not any(i["completed"] for i in short.infos)  # nothing completes within 2 s
+    short = learner.evaluate(EpisodeSpec(5), t_max=2.0)
+    assert not any(i["completed"] for i in short.outcomes)  # nothing completes within 2 s
     after = learner.state_dict()
     assert before["data"] == after["data"] and before["rng"] == after["rng"]
 

@@ -1,7 +1,9 @@
-"""Active-inference learners for `aif train`: the structured agent and the paper's ensemble agent.
+"""The structured active-inference agent (`aif`): a Pyro model of what a scheduler is unsure of, and
+a planner by expected free energy over the discrete action set.
 
-Both perceive, plan by expected free energy, act, store what a scheduler observes and refit
-their beliefs after every episode (Algorithm 1 of He et al. 2025 for the ensemble).
+The whole decision loop is here: perceive through the scheduler view, plan, act, and refit the
+beliefs by SVI after every episode on the censored outcomes. Variants (`aif-generic`,
+`aif-reward`, `aif-length-classes`, the ablations) are settings of this one class.
 """
 
 from __future__ import annotations
@@ -9,162 +11,28 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from aif.agent import ModelBasedAgent
-from aif.cem import CEMConfig
-from experiments.learners import Episode
-from experiments.runconfig import TrainConfig, apply_settings, make_env
-from generative_models.offloading import (
-    ModelConfig,
-    ObservationLayout,
-    OffloadingWorldModel,
-    PolicyEFE,
-    PreferenceConfig,
-    ReadingFilter,
+from environments.learner import Episode, EpisodeSpec, LearnerContext, apply_settings
+from environments.scheduler import SchedulerView
+from generative_models.structured import (
+    ServerSpec,
+    StructuredConfig,
+    StructuredWorldModel,
+    expected_guidance,
 )
 
 __all__ = [
-    "EFE_TERMS",
-    "PaperAgentLearner",
+    "STRUCTURED_TERMS",
+    "KnowledgeSettings",
     "PlannerSettings",
-    "StructuredAgentLearner",
-    "build_paper_agent",
-    "build_structured_agent",
-    "paper_agent_configs",
+    "StructuredAgent",
+    "build",
 ]
-
-EFE_TERMS = list(PolicyEFE._fields)
-
-
-def paper_agent_configs(config: TrainConfig) -> dict[str, Any]:
-    """The planner, model and preference configs of ``config`` (defaults under its settings)."""
-    return apply_settings(
-        {"planner": CEMConfig(), "model": ModelConfig(), "preferences": PreferenceConfig()},
-        config.settings_dict,
-        config.agent,
-    )
-
-
-def build_paper_agent(config: TrainConfig, seed: int) -> PaperAgentLearner:
-    """The learner of the paper's agent for one seed."""
-    return PaperAgentLearner(config, seed)
-
-
-class PaperAgentLearner:
-    """The paper's active-inference agent: a CEM planner over a learned ensemble world model.
-
-    It observes what the env's observation and ``info`` show a scheduler: a failed task's
-    latency and accuracy are censored (never observed), so the model learns latency and accuracy
-    from completed tasks only.
-    """
-
-    episodes_per_round = 1
-
-    def __init__(self, config: TrainConfig, seed: int) -> None:
-        torch.set_num_threads(config.threads)
-        cfg = paper_agent_configs(config)
-        self.config = config
-        self.env = make_env(config)
-        n_servers = int(self.env.action_space["server"].n)
-        layout = ObservationLayout.from_mapping(self.env.obs_layout, n_servers)
-        self.model = OffloadingWorldModel(layout, cfg["model"], cfg["preferences"], seed=seed)
-        # A zero share is allowed: the env rejects such a task at once without holding anything.
-        self.agent = ModelBasedAgent(
-            self.model, n_servers, 3, cfg["planner"], seed=seed + 7919, low=0.0
-        )
-        self.extra_labels = {"efe_parts": ("term", EFE_TERMS)}
-
-    # ------------------------------------------------------------------ playing
-    def _play(self, env: Any, env_seed: int, learn: bool) -> Episode:
-        model = self.model
-        obs, _ = env.reset(seed=env_seed)
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        noise = self.config.obs_noise
-        perception = ReadingFilter(model, noise) if noise > 0 else None
-        if perception is not None:
-            obs_t = perception.reset(obs_t)
-        infos: list[dict[str, Any]] = []
-        decision_s: list[float] = []
-        parts: list[list[float]] = []
-        done = False
-        while not done:
-            t0 = time.perf_counter()
-            decision = self.agent.act(obs_t)
-            decision_s.append(time.perf_counter() - t0)
-            shares = model.to_shares(obs_t, decision.choice, decision.vector)
-            action = {"server": decision.choice, "shares": shares.numpy().astype("float32")}
-            obs2, reward, terminated, truncated, info = env.step(action)
-            done = bool(terminated or truncated)
-            obs2_t = torch.as_tensor(obs2, dtype=torch.float32)
-            if perception is not None and not done:
-                obs2_t = perception.step(obs_t, decision.choice, shares, obs2_t)
-            if learn:
-                completed = bool(info["completed"])
-                # A failed task is censored: its latency and accuracy are never observed.
-                model.add(
-                    obs_t,
-                    decision.choice,
-                    shares,
-                    completed,
-                    float(info["latency"]) if completed else math.inf,
-                    float(info["pass_at_100"]) if completed else 0.0,
-                    float(reward),
-                    None if done else obs2_t,
-                )
-            infos.append(info)
-            parts.append([decision.parts[k] for k in EFE_TERMS])
-            obs_t = obs2_t
-        stat = math.nan
-        if learn:
-            trace = self.agent.learn()
-            stat = float(trace[-1]) if trace else math.nan
-        return Episode(infos, decision_s, {"efe_parts": parts}, stat)
-
-    def train_round(self, env_seeds: Sequence[int]) -> list[Episode]:
-        """Play and learn from one episode per seed."""
-        return [self._play(self.env, s, learn=True) for s in env_seeds]
-
-    def evaluate(self, env_seed: int, t_max: float | None = None) -> Episode:
-        """Play without storing data or refitting, on a generator of its own."""
-        env = self.env if t_max is None else make_env(self.config, t_max=t_max)
-        saved = self.agent.generator.get_state()
-        self.agent.generator.manual_seed(int(env_seed))
-        try:
-            return self._play(env, env_seed, learn=False)
-        finally:
-            self.agent.generator.set_state(saved)
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """Model weights, stored data, generators and the free-energy trace."""
-        model = self.model
-        return {
-            "model": model.state_dict(),
-            "data": {k: list(v) for k, v in vars(model.data).items()},
-            "model_rng": model.generator.get_state(),
-            "agent_rng": self.agent.generator.get_state(),
-            "vfe_trace": list(model.vfe_trace),
-            "n_fits": model.n_fits,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict`."""
-        model = self.model
-        model.load_state_dict(state["model"])
-        for k, v in state["data"].items():
-            setattr(model.data, k, list(v))
-        model.generator.set_state(state["model_rng"])
-        self.agent.generator.set_state(state["agent_rng"])
-        model.vfe_trace = list(state["vfe_trace"])
-        model.n_fits = int(state["n_fits"])
-
-
-# ====================================================================================== structured
 
 
 @dataclass(frozen=True)
@@ -218,66 +86,100 @@ class PlannerSettings:
 STRUCTURED_TERMS = ["efe", "pragmatic_value", "info_gain", "future_value", "p_done"]
 
 
+@dataclass(frozen=True)
+class KnowledgeSettings:
+    """What the agent's generative model assumes of the world (its knowledge, apart from inference).
+
+    Parameters
+    ----------
+    outcome_model : {"structured", "generic"}
+        ``"structured"``: compute time as full-share time x memory-wave ratio x
+        ((1 - k) + k / c) (:class:`generative_models.structured.StructuredWorldModel`, the
+        world's own law); ``"generic"``: log compute time linear in log compute share and log
+        memory share with learned per-server coefficients
+        (:class:`generative_models.generic.GenericWorldModel`, no latency law built in).
+    task_classes : int
+        0: tasks are told apart by their HumanEval problem (the request names it); k > 0: only
+        by k prompt-length classes of equal size over the problem set (what the plain deep-RL
+        baselines see of a task: its prompt length).
+    """
+
+    outcome_model: str = "structured"
+    task_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.outcome_model not in ("structured", "generic"):
+            raise ValueError(
+                f"outcome_model must be 'structured' or 'generic', got {self.outcome_model!r}"
+            )
+        if self.task_classes < 0:
+            raise ValueError(f"task_classes must be >= 0, got {self.task_classes!r}")
+
+
 class _Holding(NamedTuple):
     server: int
     grant: np.ndarray
     start_pred: float
     release_pred: float
-    start_true: float | None  # revealed by the env at once, used only once it has happened
-    release_true: float | None
 
 
-def build_structured_agent(config: TrainConfig, seed: int) -> StructuredAgentLearner:
-    """The learner of the structured active-inference agent for one seed."""
-    return StructuredAgentLearner(config, seed)
+def build(context: LearnerContext, seed: int) -> StructuredAgent:
+    """The structured active-inference agent for one seed."""
+    return StructuredAgent(context, seed)
 
 
-class StructuredAgentLearner:
-    """Active inference with the structured Pyro model of ``generative_models.structured``.
+class StructuredAgent:
+    """Active inference with a structured Pyro model of the offloading world.
 
     Per decision: beliefs over each server's speed and share scaling, link quality and each
     problem's pass@100 give, for every action of the discrete set, a predictive distribution of
     the task's outcome, including the wait behind the agent's own earlier grants (predicted
-    from their start times and the predicted compute times); the expected free energy of an
-    action is ``-lambda E[rg] - discount * (value of an imagined next task) - omega * info
-    gain``, and the agent takes the action of least EFE. After every episode it refits its
+    from their start times, once known, and the predicted compute times); the expected free
+    energy of an action is ``-lambda E[rg] - discount * (value of an imagined next task) - omega
+    * info gain``, and the agent takes the action of least EFE. After every episode it refits its
     beliefs by SVI on every outcome it observed: latency and accuracy of completed tasks, only
-    "not done by t_max" of failed ones.
+    "not done by t_max" of failed ones. Everything it reads comes through its
+    :class:`~environments.SchedulerView`.
     """
 
     episodes_per_round = 1
 
-    def __init__(self, config: TrainConfig, seed: int) -> None:
-        from environments import DiscreteActionWrapper
-        from generative_models.structured import ServerSpec, StructuredConfig, StructuredWorldModel
-
-        torch.set_num_threads(config.threads)
+    def __init__(self, context: LearnerContext, seed: int) -> None:
+        torch.set_num_threads(context.threads)
+        known = apply_settings(
+            {"knowledge": KnowledgeSettings()},
+            {k: v for k, v in context.settings.items() if k in _KNOWLEDGE_FIELDS},
+            context.name,
+        )["knowledge"]
+        model_cls, model_cfg = _outcome_model(known.outcome_model)
         cfg = apply_settings(
-            {"model": StructuredConfig(), "planner": PlannerSettings()},
-            config.settings_dict,
-            config.agent,
+            {"model": model_cfg, "planner": PlannerSettings()},
+            {k: v for k, v in context.settings.items() if k not in _KNOWLEDGE_FIELDS},
+            context.name,
         )
-        self.config = config
+        self.context = context
+        self.knowledge: KnowledgeSettings = known
         self.planner: PlannerSettings = cfg["planner"]
-        self.env = DiscreteActionWrapper(make_env(config), levels=self.planner.levels)
-        base: Any = self.env.unwrapped
-        specs = [
-            ServerSpec(
-                bool(base.server_is_cloud[j]),
-                int(p.samples_per_task),
-                p.memory_pool_gib / p.slot_gib,
-            )
-            for j, p in enumerate(base.profiles)
-        ]
-        self.limits = np.asarray(base.parallel_limit, dtype=np.float64)
-        self.n_problems = int(base.prompt_tokens.size)
-        self.model = StructuredWorldModel(
-            specs, self.n_problems, 4, cfg["model"], seed=seed, device=config.device
+        self.view = context.view(levels=self.planner.levels)
+        self._views = {self.view.t_max: self.view}
+        view = self.view
+        specs = [ServerSpec(s.is_cloud, s.samples_per_task, s.batch_slots) for s in view.servers]
+        self.limits = np.asarray([s.parallel_limit for s in view.servers], dtype=np.float64)
+        self._class_edges = _length_classes(view.prompt_tokens, known.task_classes)
+        self.n_problems = view.n_problems if known.task_classes == 0 else known.task_classes
+        self._kinds = {kind: i for i, kind in enumerate(view.terminal_kinds)}
+        self.model = model_cls(
+            specs, self.n_problems, len(self._kinds), cfg["model"], seed=seed, device=context.device
         )
         self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7919]))
         self.extra_labels = {"efe_parts": ("term", STRUCTURED_TERMS)}
         self._post = self.model.posterior()
-        self._kinds = {"phone": 0, "vehicle": 1, "uav": 2, "pc": 3}
+
+    def _task(self, prompt_tokens: float, problem: int) -> int:
+        """The index the model knows a task by: its problem, or its prompt-length class."""
+        if self._class_edges is None:
+            return problem
+        return int(np.searchsorted(self._class_edges, prompt_tokens, side="right"))
 
     # ------------------------------------------------------------------ planning
     def _waits(
@@ -317,8 +219,6 @@ class StructuredAgentLearner:
         t_max: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pragmatic value, information gain and completion probability of candidates."""
-        from generative_models.structured import expected_guidance
-
         p = self.planner
         b = self.model.outcome_beliefs(self._post, servers, grants[..., 0], grants[..., 2], problem)
         p_done, guidance, _ = expected_guidance(b, wait, t_max)
@@ -417,21 +317,19 @@ class StructuredAgentLearner:
         return value.mean(axis=1)
 
     def _decide(
-        self, obs: np.ndarray, now: float, problem: int, holdings: list[_Holding], t_max: float
+        self,
+        view: SchedulerView,
+        now: float,
+        problem: int,
+        holdings: list[_Holding],
+        t_max: float,
     ) -> tuple[int, dict[str, float], tuple[float, float, float]]:
-        env = self.env
-        base: Any = env.unwrapped
-        lay = base.obs_layout
-        n = base.n_servers
-        free = np.asarray(obs[lay["remaining"]], dtype=np.float64).reshape(n, 3)
-        queue = np.asarray(obs[lay["queue"]], dtype=np.float64).reshape(n, 2)
-        running = np.rint(queue[:, 0] * self.limits)
-        w = np.clip(queue[:, 1], 0.0, 0.999)
-        waiting = np.rint(w / (1 - w) * self.limits)
-        mask = env.action_masks()
-        servers = env.action_servers
-        queued = np.isnan(env.action_levels)
-        grants = env.grants()
+        readings = view.readings
+        free, running, waiting = readings.free, readings.running, readings.waiting
+        mask = view.mask
+        servers = view.action_servers
+        queued = np.isnan(view.action_levels)
+        grants = view.grant_options()
         wait = self._waits(now, holdings, free, running, waiting, servers, queued)
         prob = np.full(servers.shape, problem)
         pragmatic, ig, p_done = self._score(servers, np.maximum(grants, 1e-9), wait, prob, t_max)
@@ -466,7 +364,7 @@ class StructuredAgentLearner:
             action = int(self.rng.choice(efe.size, p=q / q.sum()))
         else:
             action = int(np.argmin(efe))
-        if action == env.reject_action:
+        if action == view.reject_action:
             parts = {"efe": float(efe[-1]), "pragmatic_value": 0.0, "info_gain": 0.0,
                      "future_value": float(future[-1]), "p_done": 0.0}  # fmt: skip
             return action, parts, (math.nan, math.nan, math.nan)
@@ -480,121 +378,106 @@ class StructuredAgentLearner:
         return action, parts, (float(starts[action]), float(releases[action]), float(wait[action]))
 
     # ------------------------------------------------------------------ playing
-    def _play(self, env_seed: int, learn: bool, t_max: float | None = None) -> Episode:
-        env = self.env
-        base: Any = env.unwrapped
-        if t_max is not None and t_max != base.config.t_max:
-            from environments import DiscreteActionWrapper
+    def _view(self, t_max: float | None) -> SchedulerView:
+        if t_max is None:
+            return self.view
+        if t_max not in self._views:
+            self._views[t_max] = self.context.view(t_max=t_max, levels=self.planner.levels)
+        return self._views[t_max]
 
-            env = DiscreteActionWrapper(
-                make_env(self.config, t_max=t_max), levels=self.planner.levels
-            )
-            base = env.unwrapped
-        saved_env, self.env = self.env, env
-        try:
-            return self._run(env_seed, learn, float(base.config.t_max))
-        finally:
-            self.env = saved_env
-
-    def _run(self, env_seed: int, learn: bool, t_max: float) -> Episode:
-        env = self.env
+    def _play(self, view: SchedulerView, episode: EpisodeSpec, learn: bool) -> Episode:
         model = self.model
-        obs, info = env.reset(seed=env_seed)
-        task = {k: info[k] for k in ("task_id", "terminal_kind", "arrival_time")}
-        holdings: list[_Holding] = []
-        infos: list[dict[str, Any]] = []
+        t_max = view.t_max
+        view.reset(seed=int(episode.env_seed), options=episode.options)
+        holdings: dict[int, _Holding] = {}
+        task_of: list[int] = []
         decision_s: list[float] = []
         parts_rows: list[list[float]] = []
         last_arrival: float | None = None
         done = False
         while not done:
-            now = float(task["arrival_time"])
-            problem = int(task["task_id"])
+            request = view.request
+            now = request.arrival_time
+            task = self._task(request.prompt_tokens, request.problem)
+            task_of.append(task)
             if learn:
                 model.observe_arrival(
                     None if last_arrival is None else now - last_arrival,
-                    self._kinds[task["terminal_kind"]],
-                    problem,
+                    self._kinds[request.terminal_kind],
+                    task,
                 )
             last_arrival = now
-            # What the scheduler knows now of its earlier tasks: starts and releases that have
-            # happened; the rest stays predicted.
-            current = []
-            for h in holdings:
-                if h.release_true is not None and h.release_true <= now:
-                    continue
-                if (
-                    h.start_true is not None
-                    and h.start_true <= now
-                    and h.start_true != h.start_pred
-                ):
-                    shift = h.start_true - h.start_pred
-                    h = h._replace(start_pred=h.start_true, release_pred=h.release_pred + shift)
+            # What the scheduler knows now of its earlier grants: which are still in flight and,
+            # once it has happened, when each started; the rest stays predicted.
+            known = {g.task: g for g in view.grants}
+            current: dict[int, _Holding] = {}
+            for index, h in holdings.items():
+                g = known.get(index)
+                if g is None:
+                    continue  # released, or given up at its deadline
+                if g.start_time is not None and g.start_time != h.start_pred:
+                    shift = g.start_time - h.start_pred
+                    h = h._replace(start_pred=g.start_time, release_pred=h.release_pred + shift)
                 if h.release_pred <= now:
                     h = h._replace(release_pred=now + 0.1)
-                current.append(h)
+                current[index] = h
             holdings = current
             t0 = time.perf_counter()
             action, parts, (start_pred, release_pred, _) = self._decide(
-                obs, now, problem, holdings, t_max
+                view, now, task, list(holdings.values()), t_max
             )
             decision_s.append(time.perf_counter() - t0)
-            grant = env.action(action)["shares"].astype(np.float64)
-            obs, _, terminated, truncated, info = env.step(action)
+            if action != view.reject_action:
+                grant = view.grant_options()[action].astype(np.float64)
+                holdings[request.decision] = _Holding(
+                    int(view.action_servers[action]), grant, start_pred, release_pred
+                )
+            _, _, terminated, truncated, _ = view.step(action)
             done = bool(terminated or truncated)
-            infos.append(info)
             parts_rows.append([parts[k] for k in STRUCTURED_TERMS])
-            started = info["start_time"] is not None
-            if started:
-                holdings.append(
-                    _Holding(
-                        int(info["server"]),
-                        grant,
-                        start_pred,
-                        release_pred,
-                        info["start_time"],
-                        info["release_time"],
-                    )
-                )
-            if learn and action != env.reject_action and info["failure"] != "rejected":
-                completed = bool(info["completed"])
-                parts_obs = info["latency_parts"] or {}
-                model.observe(
-                    int(info["server"]),
-                    float(grant[0]),
-                    float(grant[2]),
-                    problem,
-                    started,
-                    completed,
-                    float(parts_obs.get("compute", math.nan)),
-                    # Started but not done: compute exceeded the time left until the deadline.
-                    (float(info["arrival_time"]) + t_max - float(info["start_time"]))
-                    if started and not completed
-                    else math.nan,
-                    float(parts_obs["transmission"] + parts_obs["propagation"])
-                    if completed
-                    else math.nan,
-                    float(info["pass_at_100"]) if completed else math.nan,
-                )
-            if not done:
-                task = info["next_task"]
+        outcomes = view.outcomes()
         stat = math.nan
         if learn:
+            for fb, task in zip(outcomes, task_of, strict=True):
+                self._observe(fb, task, t_max)
             trace = model.fit()
             self._post = model.posterior()
             stat = float(np.mean(trace[-10:])) if trace else math.nan
-        return Episode(infos, decision_s, {"efe_parts": parts_rows}, stat)
+        return Episode(outcomes, decision_s, {"efe_parts": parts_rows}, stat)
 
-    def train_round(self, env_seeds: Sequence[int]) -> list[Episode]:
-        """Play and learn from one episode per seed."""
-        return [self._play(s, learn=True) for s in env_seeds]
+    def _observe(self, fb: dict[str, Any], task: int, t_max: float) -> None:
+        """Store one decided task's censored outcome (nothing for a rejected one)."""
+        if fb["failure"] == "rejected":
+            return
+        started = fb["start_time"] is not None
+        completed = bool(fb["completed"])
+        parts = fb["latency_parts"] or {}
+        self.model.observe(
+            int(fb["server"]),
+            float(fb["shares"][0]),
+            float(fb["shares"][2]),
+            task,
+            started,
+            completed,
+            float(parts.get("compute", math.nan)),
+            # Started but not done: compute exceeded the time left until the deadline.
+            (float(fb["arrival_time"]) + t_max - float(fb["start_time"]))
+            if started and not completed
+            else math.nan,
+            float(parts["transmission"] + parts["propagation"]) if completed else math.nan,
+            float(fb["pass_at_100"]) if completed else math.nan,
+        )
 
-    def evaluate(self, env_seed: int, t_max: float | None = None) -> Episode:
+    def train_round(self, episodes: Sequence[EpisodeSpec]) -> list[Episode]:
+        """Play and learn from one episode per spec."""
+        return [self._play(self.view, e, learn=True) for e in episodes]
+
+    def evaluate(self, episode: EpisodeSpec, t_max: float | None = None) -> Episode:
         """Play without learning, on a generator of its own."""
         saved = self.rng.bit_generator.state
-        self.rng = np.random.default_rng(np.random.SeedSequence([int(env_seed), 104729]))
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(episode.env_seed), 104729]))
         try:
-            return self._play(env_seed, learn=False, t_max=t_max)
+            return self._play(self._view(t_max), episode, learn=False)
         finally:
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = saved
@@ -623,3 +506,23 @@ class StructuredAgentLearner:
         self.rng.bit_generator.state = state["rng"]
         m.vfe_trace = list(state["vfe_trace"])
         self._post = m.posterior()
+
+
+_KNOWLEDGE_FIELDS = frozenset(f.name for f in fields(KnowledgeSettings))
+
+
+def _outcome_model(name: str) -> tuple[type, Any]:
+    """The outcome model class and its default config for ``KnowledgeSettings.outcome_model``."""
+    if name == "generic":
+        from generative_models.generic import GenericConfig, GenericWorldModel
+
+        return GenericWorldModel, GenericConfig()
+    return StructuredWorldModel, StructuredConfig()
+
+
+def _length_classes(prompt_tokens: np.ndarray, k: int) -> np.ndarray | None:
+    """Upper edges of ``k`` prompt-length classes of (nearly) equal size, or None for k = 0."""
+    if k == 0:
+        return None
+    inner = np.quantile(np.asarray(prompt_tokens, dtype=np.float64), np.arange(1, k) / k)
+    return np.asarray(inner, dtype=np.float64)
