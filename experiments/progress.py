@@ -1,6 +1,7 @@
 """Progress of long work: a rich bar with an ETA on a terminal, plain periodic lines otherwise.
 
-Logs and CI output get one line per step of about a tenth of the work, never redrawn bars.
+Logs and CI output get one line per step of about a tenth of the work, and one at least every
+``interval`` seconds while work is counted, never redrawn bars.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class ProgressReporter:
         Where to write (default ``sys.stderr``); a terminal gets a rich bar.
     initial : int
         Units already done before this run (resumed work): counted as done, left out of the ETA.
+    interval : float
+        Off a terminal, the most seconds between two lines while units are counted (a tenth of a
+        large total may take hours).
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class ProgressReporter:
         enabled: bool = True,
         stream: TextIO | None = None,
         initial: int = 0,
+        interval: float = 10.0,
     ) -> None:
         self.total = max(int(total), 0)
         self.description = description
@@ -44,7 +49,9 @@ class ProgressReporter:
         self.stream = sys.stderr if stream is None else stream
         self.initial = min(max(int(initial), 0), self.total)
         self.done = self.initial
+        self.interval = float(interval)
         self._start = time.monotonic()
+        self._last_line = self._start
         self._next_line = 0
         self._rich: Any = None
         self._task: Any = None
@@ -98,8 +105,13 @@ class ProgressReporter:
             self._rich.update(self._task, completed=self.done, postfix=postfix)
             return
         step = max(1, self.total // 10)
-        if self.done >= self._next_line or self.done == self.total:
-            elapsed = time.monotonic() - self._start
+        now = time.monotonic()
+        if (
+            self.done >= self._next_line
+            or self.done == self.total
+            or now - self._last_line >= self.interval
+        ):
+            elapsed = now - self._start
             fresh = self.done - self.initial
             eta = elapsed / fresh * (self.total - self.done) if fresh > 0 else float("nan")
             eta_text = f"{eta:.0f} s" if eta == eta else "-"
@@ -110,6 +122,7 @@ class ProgressReporter:
                 file=self.stream,
                 flush=True,
             )
+            self._last_line = now
             self._next_line = (self.done // step + 1) * step
 
     def advance(self, n: int = 1, postfix: str = "") -> None:

@@ -6,7 +6,12 @@ interval is a 95% bootstrap interval over seeds (``experiments.stats``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import multiprocessing
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -15,7 +20,9 @@ from experiments.stats import Interval, mean_interval
 
 __all__ = [
     "METRICS",
+    "ResultsFileError",
     "TrainingSummary",
+    "check_readable",
     "episodes_to_fraction",
     "print_training_summary",
     "summarise",
@@ -151,3 +158,91 @@ def print_training_summary(tree: xr.DataTree, window: int = 10) -> TrainingSumma
         )
     console.print(f"episodes to 90% of final completion, per seed: {s.episodes_to_90}")
     return s
+
+
+# ---------------------------------------------------------------------- damaged files
+class ResultsFileError(ValueError):
+    """A results file that cannot be read whole: the message is one line naming the file."""
+
+
+def _read_every_variable(path: str, conn: Any) -> None:
+    """In a child process: read every variable of every group of ``path``, announcing each first."""
+    # Ctrl-C belongs to the parent, which ends this process; no traceback from here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            for node in tree.subtree:
+                group = node.path.rstrip("/")
+                for name, var in node.to_dataset(inherit=False).variables.items():
+                    conn.send(("reading", f"{group}/{name}", int(var.nbytes)))
+                    var.load()
+        conn.send(("ok", "", 0))
+    except Exception as err:  # netCDF readers raise many kinds for a damaged file
+        first = str(err).splitlines()[0] if str(err) else ""
+        conn.send(("error", f"{type(err).__name__}{': ' + first if first else ''}", 0))
+    finally:
+        conn.close()
+
+
+def check_readable(path: Path | str, stall_s: float = 15.0, bytes_per_s: float = 20e6) -> None:
+    """Read a whole netCDF file once in a child process, and say in one line if that fails.
+
+    Some damage (a few zeroed bytes in an HDF5 heap) sends the HDF5 library into a loop that holds
+    the interpreter and ignores Ctrl-C, or crashes it. The child reads every variable of every group
+    and announces each one before reading it; when a read makes no progress within ``stall_s``
+    seconds (plus the variable's size at ``bytes_per_s``), the child is ended and the file called
+    damaged. A file that reads whole here reads the same in the caller.
+
+    Parameters
+    ----------
+    path : Path or str
+        A netCDF4/HDF5 file.
+    stall_s : float
+        Seconds a read may take beyond its size allowance.
+    bytes_per_s : float
+        The slowest reading speed taken as progress.
+
+    Raises
+    ------
+    ResultsFileError
+        The file is unreadable (the reader's error type and first line), a read stalled
+        (which variable, after how long) or the reader crashed (the signal).
+    """
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    if method == "fork":
+        import h5netcdf  # noqa: F401  (once here, not in every child and again by the caller)
+    ctx = multiprocessing.get_context(method)
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_read_every_variable, args=(str(path), child), daemon=True)
+    proc.start()
+    child.close()
+    what, allowance, started = "the file's structure", stall_s, time.monotonic()
+    try:
+        while True:
+            left = started + allowance - time.monotonic()
+            if left <= 0:
+                raise ResultsFileError(
+                    f"result file {path} is damaged: reading {what} made no progress in "
+                    f"{time.monotonic() - started:.0f} s (the HDF5 library loops on it)"
+                )
+            if not parent.poll(min(left, 0.5)):
+                continue
+            try:
+                kind, text, nbytes = parent.recv()
+            except EOFError:
+                proc.join(5)
+                code = proc.exitcode
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+                raise ResultsFileError(
+                    f"result file {path} is damaged: the netCDF reader crashed on {what} ({how})"
+                ) from None
+            if kind == "ok":
+                return
+            if kind == "error":
+                raise ResultsFileError(f"result file {path} cannot be read as netCDF ({text})")
+            what, allowance, started = text, stall_s + nbytes / bytes_per_s, time.monotonic()
+    finally:
+        parent.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()

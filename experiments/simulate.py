@@ -7,15 +7,20 @@ xarray Dataset to netCDF.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import xarray as xr
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from baselines import Policy, make_policy, policy_names
 from environments import CloudEdgeOffloadEnv, EpisodeMetrics, ScenarioConfig, episode_metrics
@@ -23,7 +28,15 @@ from experiments.atomic import write_atomic
 from experiments.progress import ProgressReporter
 from experiments.stats import Interval, mean_interval
 
-__all__ = ["METRICS", "SimulationResult", "evaluate_policy", "main", "results_to_dataset"]
+__all__ = [
+    "LOOK_AHEADS",
+    "METRICS",
+    "POLICY_LEGEND",
+    "SimulationResult",
+    "evaluate_policy",
+    "main",
+    "results_to_dataset",
+]
 
 #: Metrics reported per episode, in table order.
 METRICS: tuple[str, ...] = (
@@ -35,6 +48,32 @@ METRICS: tuple[str, ...] = (
     "n_rejected",
 )
 
+#: One line on each built-in reference policy, for the legend under the table.
+POLICY_LEGEND: dict[str, str] = {
+    "cloud": "every task to the least busy cloud, all of its resources",
+    "edge_nearest": "every task to the nearest edge server, all of its resources",
+    "edge_least_loaded": "every task to the least busy edge server, all of its resources",
+    "random": "a random server and random shares",
+    "greedy": "the lowest predicted latency for the task, from the true state",
+    "frugal": "the smallest grant that completes the task, edges before clouds",
+    "edge_first": "an edge server if it answers within the cloud's time, else the cloud",
+    "oracle": "look-ahead knowing the true state and the next tasks: most completions",
+    "oracle_guidance": "the same look-ahead, most reward r first",
+}
+#: The clairvoyant look-aheads: references with full knowledge, not bounds (a policy may beat
+#: them), and by far the slowest policies to evaluate.
+LOOK_AHEADS: tuple[str, ...] = ("oracle", "oracle_guidance")
+#: The table's columns: (metric, header, digits, meaning), in order.
+_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
+    ("completion_rate", "completion", 3, "share of the tasks done by t_max"),
+    ("mean_latency", "latency (s)", 2, "mean latency of the completed tasks"),
+    ("mean_pass_at_100", "pass@100", 3, "mean pass@100 of the completed tasks (accuracy)"),
+    ("total_reward", "reward", 2, "reward of the episode, the sum of r = 1/L + P over its tasks"),
+    ("cloud_share", "cloud share", 2, "share of the completed tasks that ran on a cloud"),
+)
+#: Widest output of ``aif simulate`` (table and legend), for logs and narrow terminals.
+WIDTH = 100
+
 
 @dataclass(frozen=True)
 class SimulationResult:
@@ -45,15 +84,15 @@ class SimulationResult:
     policy : str
     scenario : str
     t_max : float
-    seeds : list of int, length n_episodes
-        Seed of each episode (``seed + k``).
+    seeds : sequence of int, length n_episodes
+        Seed of each episode (``seed + k``; a ``range``, not a list built up front).
     episodes : list of EpisodeMetrics, length n_episodes
     """
 
     policy: str
     scenario: str
     t_max: float
-    seeds: list[int]
+    seeds: Sequence[int]
     episodes: list[EpisodeMetrics] = field(default_factory=list)
 
     def values(self, metric: str) -> np.ndarray:
@@ -120,7 +159,7 @@ def evaluate_policy(
     if t_max is not None:
         cfg = cfg.with_overrides(t_max=t_max)
     env = CloudEdgeOffloadEnv(cfg)
-    seeds = [seed + k for k in range(episodes)]
+    seeds = range(seed, seed + episodes)  # lazily: --episodes may be huge
     name = (
         policy if isinstance(policy, str) else str(getattr(policy, "name", type(policy).__name__))
     )
@@ -172,8 +211,46 @@ def write_netcdf_atomic(ds: xr.Dataset, path: Path) -> None:
     write_atomic(path, lambda tmp: ds.to_netcdf(tmp, engine=_netcdf_engine()))
 
 
-def _fmt(r: SimulationResult, metric: str, digits: int) -> str:
-    return r.interval(metric).format(digits)
+def _legend(names: Sequence[str]) -> list[str]:
+    """One line per policy (the built-in ones from :data:`POLICY_LEGEND`, others from their
+    docstring) and one per column."""
+    width = max(len(n) for n in names)
+    lines = ["policies:"]
+    for name in names:
+        text = POLICY_LEGEND.get(name)
+        if text is None:
+            doc = (type(make_policy(name)).__doc__ or "").strip()
+            text = doc.split(".")[0].split("\n")[0] or "a registered policy"
+        lines.append(f"  {name:<{width}}  {text}"[:WIDTH])
+    lines.append("columns (mean over episodes [95% bootstrap interval over episodes]):")
+    header = max(len(c[1]) for c in _COLUMNS)
+    lines += [f"  {h:<{header}}  {meaning}" for _, h, _, meaning in _COLUMNS]
+    return lines
+
+
+def _table(results: Sequence[SimulationResult], title: str) -> Table:
+    """The metrics table: a policy per row, the mean above its interval in every cell."""
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        title_justify="left",
+    )
+    table.add_column("policy", no_wrap=True)
+    for _, header, _, _ in _COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for r in results:
+        cells = []
+        for metric, _, digits, _ in _COLUMNS:
+            mean, _, interval = r.interval(metric).format(digits).partition(" ")
+            cell = Text(mean)
+            if interval:
+                cell.append(f"\n{interval}", style="dim")
+            cells.append(cell)
+        table.add_row(r.policy, *cells)
+    return table
 
 
 def main(
@@ -185,7 +262,7 @@ def main(
     out: Path | None,
     show_progress: bool = True,
 ) -> None:
-    """Evaluate ``policy`` (or ``"all"``) on a preset and print the metrics table.
+    """Evaluate ``policy`` (or ``"all"``) on a preset and print the metrics table and its legend.
 
     Parameters
     ----------
@@ -200,7 +277,8 @@ def main(
     seed : int
         Seed of the first episode; episode ``k`` uses ``seed + k``.
     out : pathlib.Path or None
-        When given, the per-episode metrics are written there as netCDF (atomically).
+        When given, the per-episode metrics are written there as netCDF (atomically, after the
+        last episode; missing folders are created).
     show_progress : bool
         Count the episodes on stderr: a rich bar on a terminal, plain lines otherwise.
     """
@@ -217,32 +295,40 @@ def main(
         else scenario.with_overrides(t_max=tmax)
     )
     scenario = cfg.name
-    # A fixed width keeps the table readable when the output is captured (no terminal).
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    tty = sys.stdout.isatty()
+    console = Console(width=min(shutil.get_terminal_size().columns, WIDTH) if tty else WIDTH)
+    slow = [n for n in names if n in LOOK_AHEADS]
+    if slow and show_progress:
+        print(
+            f"note: {' and '.join(slow)} (look-aheads with full knowledge, not bounds) take "
+            "most of the time",
+            file=sys.stderr,
+            flush=True,
+        )
     results = []
+    seconds: dict[str, float] = {}
     with ProgressReporter(len(names) * episodes, "episodes", enabled=show_progress) as progress:
         for name in names:
+            start = time.perf_counter()
             results.append(evaluate_policy(name, cfg, episodes, seed, progress=progress))
-    table = Table(
-        title=(
-            f"scenario={scenario}  t_max={tmax:g} s  episodes={episodes}  seeds={seed}..{seed + episodes - 1}"
-            "  (mean [95% bootstrap interval over episodes])"
-        )
+            seconds[name] = time.perf_counter() - start
+    title = (
+        f"scenario={scenario}  t_max={tmax:g} s  episodes={episodes}  "
+        f"seeds={seed}..{seed + episodes - 1}"
     )
-    table.add_column("policy", no_wrap=True)
-    for header in ("completion rate", "mean latency [s]", "mean pass@100", "total reward"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("cloud share", justify="right", no_wrap=True)
-    for r in results:
-        table.add_row(
-            r.policy,
-            _fmt(r, "completion_rate", 3),
-            _fmt(r, "mean_latency", 2),
-            _fmt(r, "mean_pass_at_100", 3),
-            _fmt(r, "total_reward", 2),
-            _fmt(r, "cloud_share", 2),
+    console.print(_table(results, title))
+    for line in _legend(names):
+        console.print(Text(line), no_wrap=True, overflow="ellipsis")
+    if slow:
+        total = sum(seconds.values())
+        took = sum(seconds[n] for n in slow)
+        console.print(
+            Text(
+                f"{' and '.join(slow)}: look-aheads with full knowledge of the next tasks, not "
+                "bounds (a policy may do better);"
+            ),
         )
-    console.print(table)
+        console.print(Text(f"they took {took:.0f} s of this run's {total:.0f} s."))
     if out is not None:
         write_netcdf_atomic(results_to_dataset(results), Path(out))
-        console.print(f"wrote {out}")
+        console.print(Text(f"wrote {out}"))
