@@ -1,7 +1,9 @@
-"""Reference policies for the offloading world: heuristics and an offline oracle.
+"""Reference policies for the offloading world: heuristics, a look-ahead with full knowledge, bounds.
 
 ``make_policy(name)`` builds any name of ``policy_names()``: the built-in ``POLICY_NAMES`` and
-whatever ``register_policy`` added; the deep-RL baselines are learners (``baselines.drl``).
+whatever ``register_policy`` added, and the aliases of ``POLICY_ALIASES``; the deep-RL baselines
+are learners (``baselines.drl``). ``baselines.bound.episode_bound`` bounds any policy from above
+(imported from its module: it brings in scipy's optimiser).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from baselines.heuristics import (
     Policy,
     RandomPolicy,
 )
-from baselines.oracle import OraclePolicy, completion_upper_bound
+from baselines.oracle import LookaheadPolicy, OraclePolicy, completion_upper_bound
 
 __all__ = [
     "HEURISTIC_NAMES",
+    "POLICY_ALIASES",
     "POLICY_NAMES",
     "CloudOnlyPolicy",
     "EdgeFirstPolicy",
@@ -29,6 +32,7 @@ __all__ = [
     "EdgeNearestPolicy",
     "FrugalPolicy",
     "GreedyPolicy",
+    "LookaheadPolicy",
     "OraclePolicy",
     "Policy",
     "RandomPolicy",
@@ -46,8 +50,18 @@ _FACTORIES: dict[str, Callable[..., Policy]] = {
     "greedy": GreedyPolicy,
     "frugal": FrugalPolicy,
     "edge_first": EdgeFirstPolicy,
-    "oracle": OraclePolicy,
-    "oracle_guidance": lambda **kw: OraclePolicy(objective="guidance", **kw),
+    "oracle": LookaheadPolicy,
+    "oracle_guidance": lambda **kw: LookaheadPolicy(objective="guidance", **kw),
+}
+
+#: Names ``make_policy`` also accepts, for what the registered ``oracle`` policies are: a
+#: look-ahead with full knowledge (a lower bound on the optimum, not a bound on other policies).
+#: They are not in ``policy_names()``, so that "all" does not run the same policy twice.
+POLICY_ALIASES: dict[str, Callable[..., Policy]] = {
+    "lookahead": lambda **kw: LookaheadPolicy(name="lookahead", **kw),
+    "lookahead_guidance": lambda **kw: LookaheadPolicy(
+        objective="guidance", name="lookahead_guidance", **kw
+    ),
 }
 
 #: Reference heuristics (no future knowledge).
@@ -60,8 +74,9 @@ HEURISTIC_NAMES: tuple[str, ...] = (
     "frugal",
     "edge_first",
 )
-#: Every policy ``make_policy`` knows, heuristics first, then the clairvoyant oracles: ``oracle``
-#: maximises completion, ``oracle_guidance`` rewardless guidance (the agent's objective).
+#: Every policy ``make_policy`` knows, heuristics first, then the look-ahead policies with full
+#: knowledge (registered as oracles): ``oracle`` ranks by completion first, ``oracle_guidance``
+#: by rewardless guidance (the agent's objective). Both are lower bounds on the optimum.
 POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "oracle", "oracle_guidance")
 
 
@@ -77,7 +92,7 @@ def register_policy(name: str, factory: Callable[..., Policy]) -> None:
         Called with keyword arguments (none by default) to build a fresh policy object with
         ``name``, ``reset(seed)`` and ``act(env, obs)`` (the :class:`Policy` protocol).
     """
-    if name in _FACTORIES:
+    if name in _FACTORIES or name in POLICY_ALIASES:
         raise ValueError(f"a policy named {name!r} is already registered")
     if not callable(factory):
         raise TypeError(f"factory for {name!r} must be callable, got {type(factory).__name__}")
@@ -90,9 +105,11 @@ def policy_names() -> list[str]:
 
 
 def make_policy(name: str, **kwargs: object) -> Policy:
-    """Build a reference policy by name (one of :func:`policy_names`)."""
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown policy {name!r}; expected one of {policy_names()}") from None
+    """Build a reference policy by name (one of :func:`policy_names` or :data:`POLICY_ALIASES`)."""
+    factory = _FACTORIES.get(name) or POLICY_ALIASES.get(name)
+    if factory is None:
+        raise ValueError(
+            f"unknown policy {name!r}; expected one of {policy_names()} "
+            f"(or an alias: {list(POLICY_ALIASES)})"
+        )
     return factory(**kwargs)

@@ -1,6 +1,7 @@
-"""Offline oracle for the offloading world: a clairvoyant look-ahead planner and a completion bound.
+"""A look-ahead policy with full knowledge of the episode, and a completion bound from idle servers.
 
-The oracle knows the whole episode (task sequence, channel samples) and plans against it.
+The look-ahead knows the whole episode (tasks, channel samples) and plans against it; what it
+achieves is a lower bound on the optimum. For upper bounds on any policy see ``baselines.bound``.
 """
 
 from __future__ import annotations
@@ -12,22 +13,37 @@ import numpy as np
 from baselines.heuristics import candidate_grants, frugal_choice
 from environments import CloudEdgeOffloadEnv
 
-__all__ = ["OraclePolicy", "completion_upper_bound"]
+__all__ = ["LookaheadPolicy", "OraclePolicy", "completion_upper_bound"]
 
 
-class OraclePolicy:
-    """Clairvoyant look-ahead planner (an achievable reference close to the completion optimum).
+class LookaheadPolicy:
+    """Look-ahead with full knowledge: a feasible policy, so a lower bound on the optimum.
 
     For the current task it enumerates every server with grants of ``levels`` (capped at what
     remains), keeps those that complete under the realised channel, and scores each by rolling
     the true simulator forward over the next ``horizon`` known tasks with a base rule (smallest
     grant that completes, edges before clouds). It picks the candidate with the most completions
-    in the window, then the highest reward (``objective="completion"``), or the highest reward, then
-    the most completions (``objective="guidance"``: a clairvoyant maximiser of rewardless guidance,
-    whose reward is rg). Reads the full true state and future tasks of the unwrapped env
-    (``task_schedule``, ``get_state``/``set_state``). What it achieves is a lower bound on the
-    optimum of its objective; :func:`completion_upper_bound` gives a provable upper bound on
-    completion.
+    in the window, then the highest reward (``objective="completion"``), or the highest reward,
+    then the most completions (``objective="guidance"``: its reward is the rewardless guidance).
+    It reads the full true state and future tasks of the unwrapped env (``task_schedule``,
+    ``get_state``/``set_state``), which no learner may.
+
+    It is a heuristic with full knowledge, not an optimiser: what it achieves is a lower bound
+    on the optimum of its objective, which a learner may exceed. Upper bounds on any policy:
+    :func:`baselines.bound.episode_bound` (guidance and completion) and the looser
+    :func:`completion_upper_bound`.
+
+    Parameters
+    ----------
+    levels : tuple of float
+        Grant levels tried on every server (the same level for compute, bandwidth and memory).
+    horizon : int
+        Known tasks rolled out after the current one.
+    objective : {"completion", "guidance"}
+        Which criterion ranks the candidates first.
+    name : str, optional
+        The policy's name in results; by default the registered names ``"oracle"`` and
+        ``"oracle_guidance"`` of the two objectives.
     """
 
     name = "oracle"
@@ -37,17 +53,20 @@ class OraclePolicy:
         levels: tuple[float, ...] = (1.0, 0.5, 0.34, 0.25, 0.2),
         horizon: int = 8,
         objective: str = "completion",
+        name: str | None = None,
     ) -> None:
         if objective not in ("completion", "guidance"):
             raise ValueError(
-                f"OraclePolicy objective must be 'completion' or 'guidance', got {objective!r}"
+                f"LookaheadPolicy objective must be 'completion' or 'guidance', got {objective!r}"
             )
         if horizon < 0:
-            raise ValueError(f"OraclePolicy horizon must be >= 0, got {horizon!r}")
+            raise ValueError(f"LookaheadPolicy horizon must be >= 0, got {horizon!r}")
         self.levels = np.asarray(levels, dtype=np.float64)
         self.horizon = horizon
         self.objective = objective
-        if objective == "guidance":
+        if name is not None:
+            self.name = name
+        elif objective == "guidance":
             self.name = "oracle_guidance"
 
     def reset(self, seed: int | None = None) -> None:
@@ -86,14 +105,19 @@ class OraclePolicy:
         return {"server": int(servers[best]), "shares": shares[best].astype(np.float32)}
 
 
+#: The former name of :class:`LookaheadPolicy`, kept while results and scripts still use it.
+OraclePolicy = LookaheadPolicy
+
+
 def completion_upper_bound(env: CloudEdgeOffloadEnv) -> float:
     """Fraction of the episode's tasks that could complete even with every server idle.
 
     For each task, every server is evaluated with all its resources granted, no queue and the
     realised channel: the smallest latency any schedule can give that task. A task that misses
     ``t_max`` even then cannot complete under any policy, so this fraction bounds the completion
-    rate from above (contention is ignored, so the bound is loose under heavy load). Call right
-    after ``reset``; the env is left at the start of the episode.
+    rate from above (contention is ignored, so the bound is loose under heavy load; the bound of
+    :func:`baselines.bound.episode_bound` accounts for it). Call right after ``reset``; the env
+    is left at the start of the episode.
     """
     start = env.get_state()
     n_tasks = env.config.tasks_per_episode
