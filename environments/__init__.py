@@ -41,6 +41,8 @@ __all__ = [
     "CloudEdgeOffloadEnv",
     "ContentionConfig",
     "DiscreteActionWrapper",
+    "DriftConfig",
+    "DriftEvent",
     "Episode",
     "EpisodeSpec",
     "EpisodeMetrics",
