@@ -606,7 +606,7 @@ DRIFT_RECOVER_AFTER = 25
 DRIFT_SLOW_SERVER = 1
 DRIFT_SLOW_FACTOR = 1.5
 DRIFT_FAILED_SERVER = 4
-DRIFT_UAV_EXTRA_LOSS_DB = 30.0
+DRIFT_UAV_EXTRA_LOSS_DB = 40.0
 #: ``drift``: the held-out problems, the last fifth of HumanEval in file order
 #: (HumanEval/131..163), never drawn before the shift.
 DRIFT_HELDOUT_PROBLEMS: tuple[int, ...] = tuple(range(131, N_PROBLEMS))
@@ -676,9 +676,7 @@ def _tight_dict() -> dict[str, Any]:
 
 
 def _contention_dict() -> dict[str, Any]:
-    return _variant(
-        "contention", tasks_per_episode=CONTENTION_TASKS, contention={"enabled": True}
-    )
+    return _variant("contention", tasks_per_episode=CONTENTION_TASKS, contention={"enabled": True})
 
 
 def _bursty_dict() -> dict[str, Any]:
