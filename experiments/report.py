@@ -184,7 +184,7 @@ def _read_every_variable(path: str, conn: Any) -> None:
         conn.close()
 
 
-def check_readable(path: Path | str, stall_s: float = 15.0, bytes_per_s: float = 20e6) -> None:
+def check_readable(path: Path | str, stall_s: float = 10.0, bytes_per_s: float = 20e6) -> None:
     """Read a whole netCDF file once in a child process, and say in one line if that fails.
 
     Some damage (a few zeroed bytes in an HDF5 heap) sends the HDF5 library into a loop that holds
@@ -211,7 +211,7 @@ def check_readable(path: Path | str, stall_s: float = 15.0, bytes_per_s: float =
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     if method == "fork":
         import h5netcdf  # noqa: F401  (once here, not in every child and again by the caller)
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)  # typeshed's BaseContext lacks Process
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_read_every_variable, args=(str(path), child), daemon=True)
     proc.start()

@@ -299,12 +299,12 @@ def main(
     console = Console(width=min(shutil.get_terminal_size().columns, WIDTH) if tty else WIDTH)
     slow = [n for n in names if n in LOOK_AHEADS]
     if slow and show_progress:
-        print(
-            f"note: {' and '.join(slow)} (look-aheads with full knowledge, not bounds) take "
-            "most of the time",
-            file=sys.stderr,
-            flush=True,
+        what = (
+            "look-aheads with full knowledge, not bounds) take"
+            if len(slow) > 1
+            else "a look-ahead with full knowledge, not a bound) takes"
         )
+        print(f"note: {' and '.join(slow)} ({what} most of the time", file=sys.stderr, flush=True)
     results = []
     seconds: dict[str, float] = {}
     with ProgressReporter(len(names) * episodes, "episodes", enabled=show_progress) as progress:
@@ -322,13 +322,19 @@ def main(
     if slow:
         total = sum(seconds.values())
         took = sum(seconds[n] for n in slow)
+        many = len(slow) > 1
         console.print(
             Text(
-                f"{' and '.join(slow)}: look-aheads with full knowledge of the next tasks, not "
-                "bounds (a policy may do better);"
-            ),
+                f"{' and '.join(slow)}: "
+                + ("look-aheads" if many else "a look-ahead")
+                + " with full knowledge of the next tasks, not "
+                + ("bounds" if many else "a bound")
+                + " (a policy may do better);"
+            )
         )
-        console.print(Text(f"they took {took:.0f} s of this run's {total:.0f} s."))
+        console.print(
+            Text(f"{'they' if many else 'it'} took {took:.0f} s of this run's {total:.0f} s.")
+        )
     if out is not None:
         write_netcdf_atomic(results_to_dataset(results), Path(out))
         console.print(Text(f"wrote {out}"))

@@ -20,23 +20,72 @@ def aif(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def small_results(path: Path) -> Path:
+    """A small netCDF file shaped like a training result (an /episodes group, string labels)."""
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {"completion_rate": (("seed", "episode"), np.zeros((1, 3)))},
+        coords={"seed": [0], "episode": np.arange(3), "policy": ["cloud", "edge_first"]},
+    )
+    tree = xr.DataTree(xr.Dataset(attrs={"agent": "x"}), children={"episodes": xr.DataTree(ds)})
+    tree.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def damaged_results(path: Path) -> Path:
+    """:func:`small_results` with 16 zeroed bytes in its global heap (where its strings are): the
+    first heap object's header. Opening it sends the HDF5 library into a loop that ignores Ctrl-C."""
+    data = bytearray(small_results(path).read_bytes())
+    heap = data.find(b"GCOL")
+    assert heap > 0, "no global heap: the strings are stored differently"
+    data[heap + 16 : heap + 32] = bytes(16)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _files(tmp: Path) -> dict[str, str]:
+    import numpy as np
+    import xarray as xr
+
     bad_json = tmp / "bad.json"
     bad_json.write_text("{not json")
     bad_value = tmp / "bad_value.json"
     from environments import ScenarioConfig
 
-    data = json.loads(ScenarioConfig.preset("paper").model_dump_json())
+    preset = ScenarioConfig.preset("paper").model_dump_json()
+    data = json.loads(preset)
     data["t_max"] = -1
     bad_value.write_text(json.dumps(data))
+    bad_profile = tmp / "bad_profile.json"
+    data = json.loads(preset)
+    data["servers"][1]["profile"] = "llama-h100"
+    bad_profile.write_text(json.dumps(data))
+    infinite = tmp / "infinite.json"
+    data = json.loads(preset)
+    data["servers"][2]["x_m"] = float("inf")
+    infinite.write_text(json.dumps(data))  # json writes Infinity, as a hand-written file may
     not_results = tmp / "not_results.nc"
     not_results.write_text("plain text")
+    not_training = tmp / "not_training.nc"
+    xr.Dataset({"x": ("i", np.arange(3.0))}).to_netcdf(not_training, engine="h5netcdf")
+    truncated = tmp / "truncated.nc"
+    truncated.write_bytes(small_results(tmp / "whole.nc").read_bytes()[:3000])
+    garbage = tmp / "garbage.nc"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
     a_file = tmp / "a_file"
     a_file.write_text("x")
     return {
         "bad_json": str(bad_json),
         "bad_value": str(bad_value),
+        "bad_profile": str(bad_profile),
+        "infinite": str(infinite),
         "not_results": str(not_results),
+        "not_training": str(not_training),
+        "truncated": str(truncated),
+        "garbage": str(garbage),
+        "damaged": str(damaged_results(tmp / "damaged.nc")),
         "a_file": str(a_file),
         "missing": str(tmp / "missing.nc"),
         "dir": str(tmp),
@@ -55,6 +104,11 @@ BAD_INPUTS = [
     (["simulate", "--scenario-file", "{bad_json}"], "bad.json"),
     (["simulate", "--scenario-file", "{bad_value}"], "t_max"),
     (["simulate", "--scenario-file", "{missing}"], "missing.nc"),
+    (["simulate", "--seed", "-1"], "--seed"),
+    (["simulate", "--scenario-file", "{bad_profile}"], "servers.1.profile"),
+    (["simulate", "--scenario-file", "{infinite}"], "servers.2.x_m"),
+    (["simulate", "--out", "/proc/x.nc"], "--out /proc/x.nc"),
+    (["simulate", "--out", "{a_file}/metrics.nc"], "--out"),
     (["train", "--agent", "nope"], "--agent"),
     (["train", "--scenario", "mars"], "scenario"),
     (["train", "--references", "psychic"], "--references"),
@@ -63,18 +117,49 @@ BAD_INPUTS = [
     (["train", "--out", "{a_file}"], "--out"),
     (["train", "--device", "tpu"], "device"),
     (["train", "--scenario-file", "{bad_value}"], "t_max"),
+    (["train", "--scenario-file", "{infinite}"], "x_m"),
+    (["train", "--seeds", "-1"], "--seeds"),
+    (["train", "--seeds", "0-99999999"], "--seeds"),
+    (["train", "--seeds", "4-0"], "--seeds"),
+    (["train", "--out", "/proc/foo"], "--out /proc/foo"),
     (["report", "{missing}"], "missing.nc"),
     (["report", "{not_results}"], "not_results.nc"),
     (["report"], "results"),
+    (["report", "{dir}"], "is a folder"),
+    (["report", "{truncated}"], "truncated.nc"),
+    (["report", "{garbage}"], "garbage.nc"),
+    pytest.param(["report", "{damaged}"], "damaged", marks=pytest.mark.slow),
     (["plot", "{missing}"], "missing.nc"),
+    (["plot", "{garbage}"], "garbage.nc"),
+    (["plot", "{truncated}"], "truncated.nc"),
+    (["plot", "{not_training}"], "not_training.nc"),
+    (["plot", "{not_results}"], "not_results.nc"),
+    (["plot", "{dir}"], "is a folder"),
+    (["plot", "{not_results}", "--out", "/proc/fig.png"], "--out /proc/fig.png"),
+    (["plot", "{not_results}", "--out", "{dir}"], "a folder is there"),
+    (["plot", "{not_results}", "--out", "fig.xyz"], ".xyz"),
+    (["plot", "{not_results}", "--out", "fig"], "--out fig"),
     (["diagnose", "--model", "nope"], "--model"),
     (["diagnose", "--run", "{dir}"], "--run"),
     (["diagnose", "--out-dir", "{a_file}"], "--out-dir"),
     (["diagnose", "--steps", "0"], "--steps"),
+    (["diagnose", "--seed", "-1"], "--seed"),
+    (["diagnose", "--out-dir", "/proc/diagnose"], "--out-dir"),
+    (["reproduce", "--profile", "huge"], "--profile"),
+    (["reproduce", "--figure", "7"], "--figure"),
+    (["reproduce", "--workers", "0"], "--workers"),
+    (["reproduce", "--out", "{a_file}"], "--out"),
+    (["reproduce", "--out", "/proc/reproduce"], "--out"),
+    (["reproduce", "--methods", "psychic"], "--methods"),
 ]
 
 
-@pytest.mark.parametrize(("args", "needle"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def _case_id(case: object) -> str:
+    args = case.values[0] if hasattr(case, "values") else case[0]  # type: ignore[index]
+    return " ".join(args)
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_INPUTS, ids=[_case_id(c) for c in BAD_INPUTS])
 def test_bad_input_is_one_line_exit_2_no_traceback(
     tmp_path: Path, args: list[str], needle: str
 ) -> None:
@@ -142,3 +227,75 @@ def test_progress_is_plain_lines_off_a_terminal(tmp_path: Path, args: list[str],
     assert line in proc.stderr and "\x1b[" not in proc.stderr  # no redrawn bar, no escapes
     quiet = aif(*[a.format(dir=tmp_path / "quiet") for a in args], "--no-progress")
     assert quiet.returncode == 0 and line not in quiet.stderr
+
+
+#: Modules whose import takes seconds: a bad option is answered before any of them is loaded.
+HEAVY = ("torch", "pyro", "distributed", "xarray", "matplotlib")
+
+EARLY = [
+    ["simulate", "--seed", "-1"],
+    ["simulate", "--episodes", "0"],
+    ["simulate", "--out", "/proc/x.nc"],
+    ["train", "--seeds", "-1"],
+    ["train", "--episodes", "0"],
+    ["train", "--out", "/proc/foo"],
+    ["diagnose", "--model", "nope"],
+    ["diagnose", "--steps", "0"],
+    ["diagnose", "--run", "/proc"],
+    ["reproduce", "--profile", "huge"],
+    ["reproduce", "--figure", "7"],
+    ["reproduce", "--workers", "2", "--scheduler", "tcp://x:1"],
+    ["reproduce", "--out", "/proc/reproduce"],
+]
+
+
+@pytest.mark.parametrize("args", EARLY, ids=[" ".join(a) for a in EARLY])
+def test_bad_options_are_answered_before_heavy_imports(args: list[str]) -> None:
+    script = (
+        "import sys\n"
+        "from experiments.cli import main\n"
+        f"sys.argv = ['aif', *{args!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        f"    print(exit.code, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.split() == ["2", "[]"], (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("aif: error: --")
+
+
+def test_option_lists_known_before_import_match_the_code() -> None:
+    from experiments import cli
+    from experiments.diagnose import MODELS
+    from experiments.reproduce import FIGURES, PROFILES
+
+    assert cli.DIAGNOSE_MODELS == tuple(MODELS)
+    assert cli.REPRODUCE_FIGURES == tuple(FIGURES)
+    assert cli.REPRODUCE_PROFILES == tuple(PROFILES)
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["train"], ["reproduce"]])
+def test_help_shows_no_value_type_beside_flags(command: list[str]) -> None:
+    proc = aif(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--help" in proc.stdout and "<bool>" not in proc.stdout
+    if not command:
+        assert "--version" in proc.stdout
+
+
+def test_simulate_out_creates_missing_folders_as_its_help_says(tmp_path: Path) -> None:
+    # The help is drawn in a box: read its words across the box's lines.
+    help_text = " ".join(w for w in aif("simulate", "--help").stdout.split() if w != "│")
+    assert "missing folders are created" in help_text
+    target = tmp_path / "new" / "deeper" / "metrics.nc"
+    proc = aif(
+        "simulate", "--policy", "cloud", "--episodes", "1", "--no-progress", "--out", str(target)
+    )
+    assert proc.returncode == 0, proc.stderr
+    import xarray as xr
+
+    with xr.open_dataset(target, engine="h5netcdf") as ds:
+        assert list(ds["policy"].values) == ["cloud"]
