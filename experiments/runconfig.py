@@ -201,6 +201,8 @@ def load_scenario_file(path: str | Path) -> Any:
         One line naming the file and what is wrong (unreadable, not a mapping, or the first
         invalid field with its allowed range).
     """
+    import math
+
     import pydantic
 
     from environments import ScenarioConfig
@@ -224,10 +226,39 @@ def load_scenario_file(path: str | Path) -> Any:
         ) from None
     if not isinstance(data, dict):
         raise ValueError(f"scenario file {file}: expected a mapping of ScenarioConfig fields")
+
+    def non_finite(value: Any, where: str) -> tuple[str, float] | None:
+        # JSON's Infinity and NaN and YAML's .inf parse as floats that no field may hold.
+        if isinstance(value, float) and not math.isfinite(value):
+            return where, value
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return None
+        for key, item in items:
+            found = non_finite(item, f"{where}.{key}" if where else str(key))
+            if found is not None:
+                return found
+        return None
+
+    bad = non_finite(data, "")
+    if bad is not None:
+        raise ValueError(f"scenario file {file}: {bad[0]}: {bad[1]} is not a finite number")
     try:
-        return ScenarioConfig.model_validate(data)
+        config = ScenarioConfig.model_validate(data)
     except pydantic.ValidationError as err:
         e = err.errors()[0]
         msg = str(e["msg"]).removeprefix("Value error, ")
         where = ".".join(str(x) for x in e["loc"])
         raise ValueError(f"scenario file {file}: {where + ': ' if where else ''}{msg}") from None
+    from environments import load_profile
+
+    for i, server in enumerate(config.servers):
+        try:
+            load_profile(server.profile)
+        except Exception as err:  # an unknown name, or a profile file that does not parse
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"scenario file {file}: servers.{i}.profile: {first}") from None
+    return config

@@ -169,7 +169,12 @@ def train_seed(
             )
         learner.load_state_dict(state["learner"])
         records, evals = state["records"], {int(k): v for k, v in state["evals"].items()}
-    points = config.eval_points()
+
+    def is_point(done: int) -> bool:
+        # config.eval_points() without its list: --episodes may be huge.
+        every = config.eval_every
+        return every > 0 and (done % every == 0 or done == config.episodes)
+
     rounds = 0
     # Episodes loaded from a checkpoint count as done and stay out of the ETA.
     with ProgressReporter(
@@ -177,7 +182,7 @@ def train_seed(
     ) as bar:
         while True:
             done = len(records)
-            if done in points and done not in evals:
+            if is_point(done) and done not in evals:
                 evals[done] = _evaluate(learner, config, seed, done)
             if done >= config.episodes or (stop_after is not None and rounds >= stop_after):
                 break
@@ -186,7 +191,7 @@ def train_seed(
             for episode, spec in zip(learner.train_round(specs), specs, strict=True):
                 records.append(episode_record(episode, spec.env_seed))
             done = len(records)
-            if done in points and done not in evals:
+            if is_point(done) and done not in evals:
                 evals[done] = _evaluate(learner, config, seed, done)
             if ckpt is not None:
                 _atomic_torch_save(
@@ -332,6 +337,7 @@ def evaluate_references(
     episodes: dict[int, list[EpisodeSpec]],
     episode_dim: str = "episode",
     coords: Sequence[int] | None = None,
+    tick: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
     """Metrics of reference policies on given episodes.
 
@@ -347,6 +353,8 @@ def evaluate_references(
         Name of the episode dimension.
     coords : sequence of int, optional
         Labels of that dimension (default 0..n-1).
+    tick : callable, optional
+        Called with the policy's name after each episode (progress).
     """
     from baselines import make_policy
     from environments import episode_metrics
@@ -369,6 +377,8 @@ def evaluate_references(
                     done = bool(term or trunc)
                 m = episode_metrics(infos)
                 out[i, j, k] = [getattr(m, x) for x in METRICS]
+                if tick is not None:
+                    tick(name)
     env.close()
     return xr.Dataset(
         {x: (("policy", "seed", episode_dim), out[..., q]) for q, x in enumerate(METRICS)},
@@ -464,27 +474,34 @@ def run_training(
         results = _train_on_dask(config, ckpt, progress, workers, scheduler)
     ref = ref_eval = None
     if references:
+        from experiments.progress import ProgressReporter
+
         n = min(reference_episodes, config.episodes)
         last = list(range(config.episodes - n, config.episodes))
-        ref = evaluate_references(
-            config,
-            references,
-            {s: [EpisodeSpec(episode_seed(s, e), e) for e in last] for s in config.seeds},
-            coords=last,
-        )
-        if config.eval_every:
-            ref_eval = evaluate_references(
+        n_eval = config.eval_episodes if config.eval_every else 0
+        total = len(references) * len(config.seeds) * (n + n_eval)
+        with ProgressReporter(total, "reference policies", enabled=progress) as bar:
+            ref = evaluate_references(
                 config,
                 references,
-                {
-                    s: [
-                        EpisodeSpec(eval_seed(s, k), config.episodes)
-                        for k in range(config.eval_episodes)
-                    ]
-                    for s in config.seeds
-                },
-                episode_dim="eval_episode",
+                {s: [EpisodeSpec(episode_seed(s, e), e) for e in last] for s in config.seeds},
+                coords=last,
+                tick=lambda name: bar.advance(1, postfix=name),
             )
+            if config.eval_every:
+                ref_eval = evaluate_references(
+                    config,
+                    references,
+                    {
+                        s: [
+                            EpisodeSpec(eval_seed(s, k), config.episodes)
+                            for k in range(config.eval_episodes)
+                        ]
+                        for s in config.seeds
+                    },
+                    episode_dim="eval_episode",
+                    tick=lambda name: bar.advance(1, postfix=f"{name} (held-out)"),
+                )
     tree = records_to_datatree(config, results, ref, ref_eval)
     write_results(tree, out / "results.nc")
     return tree
