@@ -1,13 +1,21 @@
-"""One CLI style: every command answers bad input with one line, exit code 2 and no traceback."""
+"""One CLI style: every command answers bad input with one line, exit code 2 and no traceback,
+before any work; and the checks behind it (writable outputs, readable result files, progress)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from experiments.atomic import check_writable, write_atomic
+from experiments.progress import ProgressReporter
+from experiments.report import ResultsFileError, check_readable
 
 
 def aif(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -299,3 +307,93 @@ def test_simulate_out_creates_missing_folders_as_its_help_says(tmp_path: Path) -
 
     with xr.open_dataset(target, engine="h5netcdf") as ds:
         assert list(ds["policy"].values) == ["cloud"]
+
+
+# ---------------------------------------------------------------------- the checks behind them
+def test_check_writable_names_what_is_in_the_way(tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    check_writable(tmp_path / "new" / "deeper" / "m.nc")  # folders to be created are fine
+    check_writable(tmp_path / "run", folder=True)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "run").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # the probe is gone
+    with pytest.raises(ValueError, match="a folder is there"):
+        check_writable(tmp_path)
+    with pytest.raises(ValueError, match="a file is there"):
+        check_writable(a_file, folder=True)
+    with pytest.raises(ValueError, match=f"{a_file} is a file, not a folder"):
+        check_writable(a_file / "m.nc")
+    with pytest.raises(ValueError, match="cannot create a file in /proc"):
+        check_writable(Path("/proc/x.nc"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="other than a regular file"):
+        check_writable(fifo)
+
+
+def test_write_atomic_never_replaces_a_special_file_and_honours_the_umask(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        write_atomic(fifo, lambda tmp: Path(tmp).write_text("x"))
+    out = write_atomic(tmp_path / "sub" / "f.txt", lambda tmp: Path(tmp).write_text("x"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.read_text() == "x"
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_check_readable_passes_a_whole_file_and_names_damage(tmp_path: Path) -> None:
+    check_readable(small_results(tmp_path / "whole.nc"))
+    garbage = tmp_path / "garbage.nc"
+    garbage.write_bytes(b"\x89HDF" + bytes(2000))
+    with pytest.raises(ResultsFileError, match="garbage.nc cannot be read as netCDF"):
+        check_readable(garbage)
+    damaged = damaged_results(tmp_path / "damaged.nc")
+    start = time.monotonic()
+    with pytest.raises(ResultsFileError, match="damaged.nc is damaged: .* made no progress"):
+        check_readable(damaged, stall_s=1.0)
+    assert time.monotonic() - start < 30
+
+
+def test_progress_lines_come_at_least_every_interval() -> None:
+    stream = io.StringIO()
+    with ProgressReporter(1_000_000, "episodes", stream=stream, interval=0.0) as bar:
+        for _ in range(3):
+            bar.advance(1)
+    assert stream.getvalue().splitlines()[-1].startswith("episodes: 3/1000000")
+    assert len(stream.getvalue().splitlines()) == 3
+    stream = io.StringIO()
+    with ProgressReporter(1_000_000, "episodes", stream=stream, interval=3600.0) as bar:
+        for _ in range(3):
+            bar.advance(1)
+    assert len(stream.getvalue().splitlines()) == 1  # the first unit, then a tenth of the work
+
+
+def test_simulate_fits_100_columns_with_a_legend_of_policies_and_columns(tmp_path: Path) -> None:
+    from baselines import policy_names
+    from environments import ScenarioConfig
+
+    data = json.loads(ScenarioConfig.preset("paper").model_dump_json())
+    data["tasks_per_episode"] = 4  # the look-aheads in a second
+    scenario = tmp_path / "tiny.json"
+    scenario.write_text(json.dumps(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "simulate", "--scenario-file", str(scenario)]
+        + ["--episodes", "2", "--policy", "all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    legend = lines[lines.index("policies:") + 1 :]
+    for name in policy_names():
+        assert any(line.split()[:1] == [name] and len(line.split()) > 3 for line in legend), name
+    for header in ("completion", "latency (s)", "pass@100", "reward", "cloud share"):
+        assert any(line.strip().startswith(header + " ") for line in legend), header
+    assert "95% bootstrap interval over episodes" in proc.stdout
+    assert "oracle and oracle_guidance: look-aheads with full knowledge" in proc.stdout
+    assert "not bounds" in proc.stdout and "they took" in proc.stdout
+    assert "oracle and oracle_guidance (look-aheads" in proc.stderr.splitlines()[0]
