@@ -595,7 +595,7 @@ CONTENTION_TASKS = 150
 BURSTY_RATE_RATIO = 5.0
 BURSTY_MEAN_CALM_S = 60.0
 BURSTY_MEAN_BURST_S = 20.0
-#: ``bursty``: tasks in the paper's window (the mean rate of the paper preset times 1.25).
+#: ``bursty``: tasks in the paper's window (1.25 times the paper preset's mean rate).
 BURSTY_TASKS = 125
 #: ``diurnal``: the rate swings by this fraction around its mean over the window.
 DIURNAL_AMPLITUDE = 0.8
