@@ -507,7 +507,10 @@ def _sweep_figure(ds: xr.Dataset, dim: str, xlabel: str, title: str) -> Figure:
     at 0 below the shortest deadline, say) they take turns in short dashes, and coinciding
     points' markers are set side by side, so that no method hides another.
     """
-    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(10, 5.4), layout="constrained")
+    # Panels stacked over a shared x axis, sized for the docs' text column (about 700 px).
+    fig, axes = plt.subplots(
+        len(SWEEP_PANELS), 1, figsize=(9, 8.6), sharex=True, layout="constrained"
+    )
     x = ds[dim].values.astype(float)
     step = float(np.min(np.diff(x))) if len(x) > 1 else 1.0
     methods = [str(m) for m in ds["method"].values.tolist()]
@@ -584,10 +587,12 @@ def _sweep_figure(ds: xr.Dataset, dim: str, xlabel: str, title: str) -> Figure:
         )  # fmt: skip
     for ax, (_, ylabel) in zip(axes, SWEEP_PANELS, strict=True):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel if len(ylabel) <= 36 else ylabel.replace(" (", "\n(", 1))
         ax.set_xticks(x)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(alpha=0.3)
+    for ax in axes[:-1]:  # the shared x axis is named once, under the last panel
+        ax.xaxis.label.set_visible(False)
     axes[0].set_ylim(-0.03, 1.03)
     _legend_below(fig, list(axes), ncols=3, handles=handles)
     caption = (
