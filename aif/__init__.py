@@ -10,6 +10,7 @@ from aif.cem import CEMConfig, HybridCEM
 from aif.discrete_agent import AgentStep, DiscreteAgent, PolicyInference
 from aif.exact import ExactStateInference, filter_states, infer_states, vfe_categorical
 from aif.expected_free_energy import efe_mc
+from aif.fitting import fit_agent, fit_choice_weights
 from aif.free_energy import VFEResult, vfe
 from aif.inference import (
     BeliefResult,
@@ -54,7 +55,9 @@ __all__ = [
     "efe_mc",
     "filter_beliefs",
     "filter_states",
+    "fit_agent",
     "fit_beliefs",
+    "fit_choice_weights",
     "infer_states",
     "infer_states_mmp",
     "policy_posterior",

@@ -759,11 +759,16 @@ def _action_log_prob(
     action: Tensor,
     alpha: Tensor,
     template: AgentTemplate,
+    match: Tensor | None = None,
 ) -> Tensor:
-    """``log P(action)`` of stochastic selection from ``q_pi`` (batch, P) at precision alpha."""
+    """``log P(action)`` of stochastic selection from ``q_pi`` (batch, P) at precision alpha.
+
+    ``match`` (batch, P): which policies start with ``action`` (computed when omitted).
+    """
     if template.sampling == "full":
         log_p = log_softmax(alpha[:, None] * stable_log(q_pi), dim=-1)
-        match = (_first_actions(template).unsqueeze(0) == action.unsqueeze(1)).all(-1)
+        if match is None:
+            match = (_first_actions(template).unsqueeze(0) == action.unsqueeze(1)).all(-1)
         return torch.logsumexp(log_p.masked_fill(~match, -math.inf), dim=-1)
     total = torch.zeros_like(alpha)
     margs = action_marginals(q_pi, template.policies, template.num_controls)
@@ -995,33 +1000,33 @@ class _FixedBeliefLikelihood:
                 - (base.state_info_gain if template.use_states_info_gain else 0.0)
                 - (base.novelty if template.use_param_info_gain else 0.0)
             )
-            self.base_linear = base.pragmatic_value + _batched_preference_offset(
-                [c.unsqueeze(0) for c in template.C], policy_len
-            )
-            # The linear part of the pragmatic value along each fitted direction of C.
+            # Along each fitted direction d of C the pragmatic value changes by its linear part,
+            # prag(d) + preference_offset(d); what is left, preference_offset(C) of the subject's
+            # C, is the same for every policy and leaves q(pi) unchanged.
             self.c_linear: dict[str, Tensor] = {}
-            for p in self.parameters:
-                if p.target == "C":
-                    dirs = _directions(p, template.C, "C")
-                    part = efe(dirs).pragmatic_value
-                    offset = _batched_preference_offset([d.unsqueeze(0) for d in dirs], policy_len)
-                    self.c_linear[p.name] = (part + offset).to(dtype)
+            if template.use_utility:
+                for p in self.parameters:
+                    if p.target == "C":
+                        dirs = _directions(p, template.C, "C")
+                        part = efe(dirs).pragmatic_value
+                        offset = _batched_preference_offset(
+                            [d.unsqueeze(0) for d in dirs], policy_len
+                        )
+                        self.c_linear[p.name] = (part + offset).to(dtype)
+        self.match = (
+            (_first_actions(template).unsqueeze(0) == self.actions.unsqueeze(1)).all(-1)
+            if template.sampling == "full"
+            else None
+        )
 
     def __call__(self, params: AgentParameters, values: Mapping[str, Tensor]) -> ActionLikelihood:
-        template = self.template
+        """Log-probabilities of the decisions (``efe`` is exact up to a constant per subject)."""
         s = self.subject
         efe = self.base_efe
-        if self.c_linear and template.use_utility:
-            linear = self.base_linear
-            for name, part in self.c_linear.items():
-                linear = linear + values[name][s, None] * part
-            base_prag = self.base_linear - _batched_preference_offset(
-                [c.unsqueeze(0) for c in template.C], self.policy_len
-            )
-            prag = linear - _batched_preference_offset(params.C, self.policy_len)[s, None]
-            efe = efe - (prag - base_prag)
+        for name, part in self.c_linear.items():
+            efe = efe - values[name][s, None] * part
         q_pi = policy_posterior(params.gamma[s, None] * efe, 1.0, params.log_E[s])
-        lp = _action_log_prob(q_pi, self.actions, params.alpha[s], template)
+        lp = _action_log_prob(q_pi, self.actions, params.alpha[s], self.template, self.match)
         S, K, T = self.shape
         out = torch.zeros(S, K, T, dtype=lp.dtype, device=lp.device)
         out = out.index_put((self.index[:, 0], self.index[:, 1], self.index[:, 2]), lp)

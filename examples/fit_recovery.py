@@ -208,6 +208,8 @@ def run_study(
     num_chains: int = 2,
     population: Population | None = None,
     fit_alpha: bool = False,
+    max_tree_depth: int = 8,
+    num_steps: int = 1500,
 ) -> Recovery:
     """Simulate, fit and compare.
 
@@ -222,6 +224,10 @@ def run_study(
     fit_alpha : bool, default False
         Also draw and fit the action precision ``alpha`` (log-normal, median 1, sd 0.4 on
         log scale); the subjects' default is ``alpha = 1``, known to the fit.
+    max_tree_depth : int, default 8
+        NUTS tree depth.
+    num_steps : int, default 1500
+        SVI steps.
 
     Returns
     -------
@@ -255,6 +261,8 @@ def run_study(
         num_samples=num_samples,
         num_warmup=num_warmup,
         num_chains=num_chains,
+        max_tree_depth=max_tree_depth,
+        num_steps=num_steps,
         seed=seed,
     )
     seconds = time.perf_counter() - start
@@ -294,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--max-tree-depth", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=1500, help="SVI steps")
     parser.add_argument("--fit-alpha", action="store_true", help="also fit the action precision")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -306,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.warmup,
         args.chains,
         fit_alpha=args.fit_alpha,
+        max_tree_depth=args.max_tree_depth,
+        num_steps=args.steps,
     )
     print(
         f"{args.subjects} subjects x {args.trials} T-maze trials, {args.method}, seed {args.seed}: "

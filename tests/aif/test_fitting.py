@@ -326,9 +326,10 @@ def test_choice_weights_are_recovered_by_nuts() -> None:
         choices,
         mask,
         terms=["pragmatic", "info_gain"],
-        num_samples=200,
-        num_warmup=150,
+        num_samples=100,
+        num_warmup=100,
         num_chains=1,
+        max_tree_depth=5,
         seed=0,
     )
     post = fit.tree["posterior"]["w"]
@@ -337,7 +338,7 @@ def test_choice_weights_are_recovered_by_nuts() -> None:
     mean = post.mean(("chain", "draw")).values
     sd = post.std(("chain", "draw")).values
     assert np.all(np.abs(mean - w.numpy()) < 3 * sd + 0.05), (mean, sd)
-    assert fit.tree["log_likelihood"]["choice"].shape == (1, 200, 600)
+    assert fit.tree["log_likelihood"]["choice"].shape == (1, 100, 600)
     assert fit.tree["observed_data"]["choice"].shape == (600,)
 
 
@@ -352,8 +353,9 @@ def test_choice_weights_with_a_precision_prior_by_svi() -> None:
         choices,
         prior="precision",
         method="svi",
-        num_steps=800,
-        num_samples=300,
+        num_steps=300,
+        lr=0.05,
+        num_samples=200,
         precision_loc=math.log(3.0),
         seed=0,
     )
@@ -409,6 +411,8 @@ def test_recovery_program_runs_and_is_seeded() -> None:
         "1",
         "--seed",
         "2",
+        "--max-tree-depth",
+        "3",
     ]
     first = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     again = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
