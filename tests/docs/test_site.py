@@ -96,6 +96,21 @@ def test_site_builds_strict_with_executed_examples(site: Path) -> None:
         assert f'id="{package}.' in page, f"no API entries rendered for {package}"
 
 
+@pytest.mark.slow
+def test_site_loads_scripts_styles_and_fonts_from_itself(site: Path) -> None:
+    """Nothing the pages need comes from another host: formulas render with no network."""
+    outside = re.compile(
+        r"<(?:script[^>]*\bsrc|link[^>]*\bhref)=\"((?:https?:)?//[^\"]+)\"", flags=re.IGNORECASE
+    )
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        found = outside.findall(text)
+        assert not found, f"{page.relative_to(site)} loads {found[:3]}"
+    assert (site / "assets" / "mathjax" / "tex-chtml.js").is_file()
+    fonts = site / "assets" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert len(list(fonts.glob("*.woff"))) > 10
+
+
 def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess[bytes]:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     assert exe
@@ -161,3 +176,26 @@ def test_page_renders_in_headless_chromium(served: str, name: str, tmp_path: Pat
     assert share > MIN_INK and spread > MIN_SPREAD, (
         f"{png} looks empty below the header: {share:.1%} ink, grey spread {spread:.1f}"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="no chromium on PATH (Debian: apt-get install chromium)",
+)
+def test_formulas_are_typeset_in_headless_chromium(served: str, tmp_path: Path) -> None:
+    """MathJax, served by the site itself, turns every formula of a page into mathematics."""
+    # Virtual time lets MathJax finish typesetting before the DOM is written out.
+    dom = chromium(
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        served + "notation/",
+        user_data=tmp_path / "profile-math",
+    )
+    assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+    rendered = dom.stdout.decode("utf-8", errors="replace")
+    formulas = re.findall(r'<(span|div) class="arithmatex">(.*?)</\1>', rendered, flags=re.DOTALL)
+    assert len(formulas) >= 10
+    untypeset = [body[:80] for _, body in formulas if "<mjx-container" not in body]
+    assert not untypeset, f"{len(untypeset)} formulas left as TeX: {untypeset[:3]}"
+    assert "<mjx-merror" not in rendered, "MathJax reported a TeX error"
