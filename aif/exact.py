@@ -10,6 +10,7 @@ Layout (pymdp/SPM, see ``docs/notation.md``): ``A[m]`` has shape ``(n_o[m], n_s[
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -29,6 +30,7 @@ __all__ = [
     "CategoricalVFE",
     "action_steps",
     "ExactStateInference",
+    "MeanFieldStateInference",
     "FilterResult",
     "ObsLike",
     "StatePosterior",
@@ -1026,6 +1028,92 @@ def log_evidence_sequence(
 _MAX_TABLE_ENTRIES = 1_000_000
 
 
+class _LikelihoodTables(NamedTuple):
+    """What the precompiled updates read ``log p(o | s)`` from (see :func:`_likelihood_tables`)."""
+
+    num_states: tuple[int, ...]
+    num_obs: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+    batch_size: int | None
+    log_A: list[Tensor]  # per modality, (*lead, n_o[m], prod n_s)
+    table: Tensor | None  # (*lead, prod n_o, prod n_s), rows by mixed-radix joint outcome
+    radix: Tensor  # (M,) int64, row = sum_m o_m * radix[m]
+    rows: Tensor | None  # (batch,) arange, with batched models
+
+
+def _likelihood_tables(A: Sequence[Tensor], batched: bool, who: str) -> _LikelihoodTables:
+    """Validate ``A`` once and build the log-likelihood of every joint outcome.
+
+    The table ``log p(o | s) = sum_m log A[m][o_m, s]`` has one row per joint outcome (its
+    mixed-radix index) unless it would exceed ``_MAX_TABLE_ENTRIES`` (times 16 for a batch of
+    models); then only ``log A[m]`` per modality is kept.
+    """
+    if batched:
+        if len(A) == 0 or any(a.dim() < 2 for a in A):
+            raise ValueError(
+                f"{who}: batched=True but A has shapes "
+                f"{[tuple(a.shape) for a in A]}; expected (batch, n_o, n_s[0], ...) each"
+            )
+        batch = int(A[0].shape[0])
+        for m, A_m in enumerate(A):
+            if int(A_m.shape[0]) != batch:
+                raise ValueError(
+                    f"{who}: A[{m}] has shape {tuple(A_m.shape)}; expected a "
+                    f"leading batch axis of {batch} like A[0]"
+                )
+        ns = _num_states([a[0] for a in A])
+    else:
+        batch = 0
+        ns = _num_states(A)
+    dtype = A[0].dtype
+    device = A[0].device
+    for m, A_m in enumerate(A):
+        if A_m.dtype != dtype or A_m.device != device:
+            raise ValueError(
+                f"{who}: A[{m}] has dtype {A_m.dtype} on {A_m.device}; expected "
+                f"{dtype} on {device} like A[0]"
+            )
+        if bool((A_m < 0).any()) or bool((A_m > 1).any()):
+            raise ValueError(
+                f"{who}: A[{m}] of shape {tuple(A_m.shape)} has entries outside "
+                f"[0, 1] (min {float(A_m.min()):.3g}, max {float(A_m.max()):.3g}); expected "
+                "probabilities"
+            )
+    num_states = tuple(int(n) for n in ns)
+    num_obs = tuple(int(A_m.shape[1 if batched else 0]) for A_m in A)
+    n_joint = math.prod(num_states)
+    lead = (batch,) if batched else ()
+    log_A = [
+        stable_log(A_m).reshape(*lead, n_o, n_joint) for A_m, n_o in zip(A, num_obs, strict=True)
+    ]
+    n_table = n_joint * math.prod(num_obs)
+    table: Tensor | None = None
+    M = len(A)
+    if n_table * max(1, batch) <= _MAX_TABLE_ENTRIES * (1 if not batched else 16):
+        table = log_A[0].reshape(*lead, -1, *([1] * (M - 1)), n_joint)
+        for m in range(1, M):
+            shape = [*lead] + [1] * M + [n_joint]
+            shape[len(lead) + m] = num_obs[m]
+            table = table + log_A[m].reshape(shape)
+        # Flat rows, addressed by the mixed-radix index of the joint outcome.
+        table = table.reshape(*lead, -1, n_joint).contiguous()
+    radix = [1] * M
+    for m in range(M - 2, -1, -1):
+        radix[m] = radix[m + 1] * num_obs[m + 1]
+    return _LikelihoodTables(
+        num_states=num_states,
+        num_obs=num_obs,
+        dtype=dtype,
+        device=device,
+        batch_size=batch if batched else None,
+        log_A=log_A,
+        table=table,
+        radix=torch.tensor(radix, dtype=torch.long, device=device),
+        rows=torch.arange(max(1, batch), device=device) if batched else None,
+    )
+
+
 class ExactStateInference:
     """Exact Bayes over the joint hidden state, precompiled from ``A`` for repeated updates.
 
@@ -1073,70 +1161,18 @@ class ExactStateInference:
     """
 
     def __init__(self, A: Sequence[Tensor], batched: bool = False) -> None:
-        if batched:
-            if len(A) == 0 or any(a.dim() < 2 for a in A):
-                raise ValueError(
-                    f"ExactStateInference: batched=True but A has shapes "
-                    f"{[tuple(a.shape) for a in A]}; expected (batch, n_o, n_s[0], ...) each"
-                )
-            batch = int(A[0].shape[0])
-            for m, A_m in enumerate(A):
-                if int(A_m.shape[0]) != batch:
-                    raise ValueError(
-                        f"ExactStateInference: A[{m}] has shape {tuple(A_m.shape)}; expected a "
-                        f"leading batch axis of {batch} like A[0]"
-                    )
-            ns = _num_states([a[0] for a in A])
-        else:
-            batch = 0
-            ns = _num_states(A)
-        dtype = A[0].dtype
-        device = A[0].device
-        for m, A_m in enumerate(A):
-            if A_m.dtype != dtype or A_m.device != device:
-                raise ValueError(
-                    f"ExactStateInference: A[{m}] has dtype {A_m.dtype} on {A_m.device}; expected "
-                    f"{dtype} on {device} like A[0]"
-                )
-            if bool((A_m < 0).any()) or bool((A_m > 1).any()):
-                raise ValueError(
-                    f"ExactStateInference: A[{m}] of shape {tuple(A_m.shape)} has entries outside "
-                    f"[0, 1] (min {float(A_m.min()):.3g}, max {float(A_m.max()):.3g}); expected "
-                    "probabilities"
-                )
-        self.num_states: tuple[int, ...] = tuple(int(n) for n in ns)
-        self.num_obs: tuple[int, ...] = tuple(int(A_m.shape[1 if batched else 0]) for A_m in A)
-        self.dtype: torch.dtype = dtype
-        self.device: torch.device = device
-        self.batch_size: int | None = batch if batched else None
-        n_joint = 1
-        for n in ns:
-            n_joint *= int(n)
-        lead = (batch,) if batched else ()
-        log_A = [
-            stable_log(A_m).reshape(*lead, n_o, n_joint)
-            for A_m, n_o in zip(A, self.num_obs, strict=True)
-        ]
-        n_table = n_joint
-        for n in self.num_obs:
-            n_table *= n
-        self._table: Tensor | None = None
-        self._log_A = log_A
-        M = len(A)
-        if n_table * max(1, batch) <= _MAX_TABLE_ENTRIES * (1 if not batched else 16):
-            table = log_A[0].reshape(*lead, -1, *([1] * (M - 1)), n_joint)
-            for m in range(1, M):
-                shape = [*lead] + [1] * M + [n_joint]
-                shape[len(lead) + m] = self.num_obs[m]
-                table = table + log_A[m].reshape(shape)
-            # Flat rows, addressed by the mixed-radix index of the joint outcome.
-            self._table = table.reshape(*lead, -1, n_joint).contiguous()
-        # Mixed-radix weights of the joint outcome row: row = sum_m o_m * radix[m].
-        radix = [1] * M
-        for m in range(M - 2, -1, -1):
-            radix[m] = radix[m + 1] * self.num_obs[m + 1]
-        self._radix = torch.tensor(radix, dtype=torch.long, device=device)
-        self._rows = torch.arange(max(1, batch), device=device) if batched else None
+        tables = _likelihood_tables(A, batched, "ExactStateInference")
+        self.num_states: tuple[int, ...] = tables.num_states
+        self.num_obs: tuple[int, ...] = tables.num_obs
+        self.dtype: torch.dtype = tables.dtype
+        self.device: torch.device = tables.device
+        self.batch_size: int | None = tables.batch_size
+        self._table: Tensor | None = tables.table
+        self._log_A = tables.log_A
+        self._radix = tables.radix
+        self._rows = tables.rows
+        dtype, device = self.dtype, self.device
+        n_joint = math.prod(self.num_states)
         ind = torch.zeros(n_joint, sum(self.num_states), dtype=dtype, device=device)
         grids = torch.meshgrid(
             *[torch.arange(n, device=device) for n in self.num_states], indexing="ij"
@@ -1239,3 +1275,299 @@ class ExactStateInference:
         log_evidence = log_joint[:, 0] - log_post[:, 0]
         marginals = joint.mm(self._ind).split(list(self.num_states), dim=1)
         return StatePosterior(list(marginals), joint.view(-1, *self.num_states), log_evidence)
+
+    def log_likelihood(self, obs: Tensor) -> Tensor:
+        """``log p(o | s)`` of a batch of observations over the joint state, read off the tables.
+
+        Parameters
+        ----------
+        obs : Tensor of int, shape (batch, M)
+            Outcome indices (not checked).
+
+        Returns
+        -------
+        Tensor, shape (batch, prod n_s)
+        """
+        return _table_rows(self._table, self._log_A, self._radix, self._rows, obs)
+
+    def update_joint(self, obs: Tensor, joint_prior: Tensor) -> StatePosterior:
+        """Posterior of a batch from a joint prior (exact filtering): ``q(s) ~ p(o | s) p(s)``.
+
+        The step of forward filtering on the joint state, whose prior (the previous joint
+        posterior pushed through ``B``) is no product of marginals.
+
+        Parameters
+        ----------
+        obs : Tensor of int, shape (batch, M)
+            Outcome indices (not checked).
+        joint_prior : Tensor, shape (batch, n_s[0], ..., n_s[F-1]) or (batch, prod n_s)
+
+        Returns
+        -------
+        StatePosterior
+            Marginals ``(batch, n_s[f])``, the joint posterior ``(batch, n_s[0], ...)`` and
+            ``log p(o)`` of shape (batch,).
+        """
+        batch = int(obs.shape[0])
+        ll = self.log_likelihood(obs)
+        log_joint = ll + joint_prior.reshape(batch, -1).clamp_min(EPS).log()
+        log_post = log_joint.log_softmax(1)
+        joint = log_post.exp()
+        log_evidence = log_joint[:, 0] - log_post[:, 0]
+        marginals = joint.mm(self._ind).split(list(self.num_states), dim=1)
+        return StatePosterior(list(marginals), joint.view(-1, *self.num_states), log_evidence)
+
+
+def _table_rows(
+    table: Tensor | None,
+    log_A: Sequence[Tensor],
+    radix: Tensor,
+    rows: Tensor | None,
+    obs: Tensor,
+) -> Tensor:
+    """``log p(o | s)`` of a batch of outcome rows (batch, M): (batch, prod n_s)."""
+    if table is not None:
+        index = obs.mv(radix) if obs.shape[1] > 1 else obs[:, 0]
+        if rows is not None:
+            return table[rows, index]
+        return table.index_select(0, index)
+    if rows is not None:
+        ll = log_A[0][rows, obs[:, 0]]
+        for m in range(1, len(log_A)):
+            ll = ll + log_A[m][rows, obs[:, m]]
+        return ll
+    ll = log_A[0].index_select(0, obs[:, 0])
+    for m in range(1, len(log_A)):
+        ll = ll + log_A[m].index_select(0, obs[:, m])
+    return ll
+
+
+# --------------------------------------------------------------------------------------------
+# Precompiled mean-field update
+# --------------------------------------------------------------------------------------------
+
+
+class MeanFieldStateInference:
+    """Mean-field fixed-point iteration (:func:`infer_states_fpi`), precompiled from ``A``.
+
+    The same sweeps as :func:`infer_states_fpi` (parallel updates from uniform beliefs, the
+    update of pymdp 1.x ``run_factorized_fpi``), with the model validated and its tables built
+    once, so that :meth:`update` is a fixed, short sequence of tensor operations per sweep.
+
+    Beliefs live in one padded vector of ``F * n_max`` entries (factor ``f`` in slots
+    ``f * n_max .. f * n_max + n_s[f] - 1``, the rest held at probability 0 by a log-prior of
+    about ``-finfo.max / 4``), so that one softmax over a ``(F, n_max)`` view normalises every
+    factor at once. The message to factor ``f``, ``E_{q_{-f}}[log p(o | s)]``, is linear in
+    the product of the other factors' beliefs, which gives, per sweep:
+
+    * one factor: no sweep, the exact posterior ``softmax(log p(o | s) + log D)``;
+    * two factors: the message to each is linear in the other's belief, so one block matrix
+      ``[[0, L], [L^T, 0]]`` (``L = log p(o | s)`` as an ``n_s[0] x n_s[1]`` matrix, read off a
+      table with one entry per joint outcome) gives both in one matrix-vector product, and a
+      sweep is that product plus the softmax;
+    * three or more: the product of the other factors' beliefs at every joint state (a gather
+      and a product over ``F - 1`` entries) is contracted with a 0/1-structured matrix holding
+      ``log p(o | s)``, then the softmax: four operations per sweep.
+
+    A batch of observations (an integer tensor of shape (batch, M) with priors of shape
+    (batch, n_s[f])) runs the same sweeps with batched products; with ``batched=True`` each
+    batch element has its own ``A``.
+
+    Parameters
+    ----------
+    A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
+        Likelihoods with entries in ``[0, 1]``; their dtype and device are those of every
+        table and result. With ``batched=True``, shape (batch, n_o[m], n_s[0], ..., n_s[F-1]).
+    num_iter : int, default 16
+        Number of sweeps (pymdp 1.x default 16).
+    batched : bool, default False
+        Whether ``A`` carries a leading batch axis (one model per batch element).
+
+    Attributes
+    ----------
+    num_states : tuple of int, length F
+    num_obs : tuple of int, length M
+    num_iter : int
+    dtype : torch.dtype
+    device : torch.device
+    batch_size : int or None
+        Number of models when ``batched=True``.
+
+    Notes
+    -----
+    Log-probabilities are floored at :data:`aif.maths.EPS` as in :func:`infer_states_fpi`, and
+    the result agrees with it to rounding (about ``1e-15`` in float64). There is no early stop
+    (``tol``): every call runs ``num_iter`` sweeps, as pymdp 1.x does.
+    """
+
+    def __init__(self, A: Sequence[Tensor], num_iter: int = 16, batched: bool = False) -> None:
+        if num_iter < 1:
+            raise ValueError(f"MeanFieldStateInference: num_iter={num_iter}; expected >= 1")
+        tables = _likelihood_tables(A, batched, "MeanFieldStateInference")
+        self.num_states: tuple[int, ...] = tables.num_states
+        self.num_obs: tuple[int, ...] = tables.num_obs
+        self.num_iter: int = int(num_iter)
+        self.dtype: torch.dtype = tables.dtype
+        self.device: torch.device = tables.device
+        self.batch_size: int | None = tables.batch_size
+        self._tables = tables
+        dtype, device = self.dtype, self.device
+        ns = self.num_states
+        F = len(ns)
+        S = math.prod(ns)
+        n_max = max(ns)
+        P = F * n_max
+        self._F, self._n_max, self._P = F, n_max, P
+        # Factor f's state i sits at padded slot f * n_max + i.
+        slots = [f * n_max + i for f, n in enumerate(ns) for i in range(n)]
+        spread = torch.zeros(sum(ns), P, dtype=dtype, device=device)
+        spread[torch.arange(len(slots), device=device), torch.tensor(slots, device=device)] = 1.0
+        self._spread = spread  # (sum n_s, P): concatenated log prior -> padded
+        self._spread_T = spread.T.contiguous()
+        bias = torch.full((P,), -torch.finfo(dtype).max / 4, dtype=dtype, device=device)
+        bias[torch.tensor(slots, device=device)] = 0.0
+        self._bias = bias
+        q0 = torch.zeros(P, dtype=dtype, device=device)
+        for f, n in enumerate(ns):
+            q0[f * n_max : f * n_max + n] = 1.0 / n
+        self._q0 = q0
+        grids = [
+            g.reshape(-1)
+            for g in torch.meshgrid(*[torch.arange(n, device=device) for n in ns], indexing="ij")
+        ]
+        lead = 1 if batched else 0
+        self._msg_table: Tensor | None = None
+        if F == 2:
+            # Entry (r, c) of the block matrix is log p(o | s) at the joint state linking slot r
+            # of one factor to slot c of the other; S (past the end) is the zero sentinel.
+            index = torch.full((P, P), S, dtype=torch.long, device=device)
+            flat = torch.arange(S, device=device)
+            index[grids[0], n_max + grids[1]] = flat
+            index[n_max + grids[1], grids[0]] = flat
+            self._msg_index = index.reshape(-1)
+            if tables.table is not None:
+                n_rows = int(tables.table.shape[lead])
+                if n_rows * P * P * max(1, tables.batch_size or 1) <= _MAX_TABLE_ENTRIES * 16:
+                    self._msg_table = self._messages(tables.table)
+        elif F > 2:
+            # Slots of the other factors at every (factor, joint state).
+            others = torch.zeros(F * S, F - 1, dtype=torch.long, device=device)
+            for f in range(F):
+                cols = [g * n_max + grids[g] for g in range(F) if g != f]
+                others[f * S : (f + 1) * S] = torch.stack(cols, dim=1)
+            self._others = others
+            # Message matrix (P, F * S): row f * n_max + s_f, column f * S + s, holds ll[s].
+            index = torch.full((P, F * S), S, dtype=torch.long, device=device)
+            flat = torch.arange(S, device=device)
+            for f in range(F):
+                index[f * n_max + grids[f], f * S + flat] = flat
+            self._msg_index = index.reshape(-1)
+            # 0/1 map (F * S, P) that sums each factor's block onto its own slots, for batches.
+            self._gather_T = (index != S).to(dtype).T.contiguous()
+            if tables.table is not None and tables.batch_size is None:
+                n_rows = int(tables.table.shape[0])
+                if n_rows * P * F * S <= _MAX_TABLE_ENTRIES:
+                    self._msg_table = self._messages(tables.table)
+
+    def _messages(self, ll: Tensor) -> Tensor:
+        """Message matrices from log-likelihood rows: (..., S) -> (..., P, P or F * S)."""
+        padded = torch.nn.functional.pad(ll, (0, 1))  # the zero sentinel at index S
+        out = padded[..., self._msg_index]
+        return out.reshape(*ll.shape[:-1], self._P, -1).contiguous()
+
+    def update(self, obs: Sequence[int] | Tensor, prior: Sequence[Tensor]) -> StatePosterior:
+        """Mean-field posterior after one observation, by ``num_iter`` parallel sweeps.
+
+        Only the outcome range of a single observation is checked, as in
+        :meth:`ExactStateInference.update`; use :func:`infer_states_fpi` for probability-vector
+        observations, an early stop or fully checked inputs.
+
+        Parameters
+        ----------
+        obs : sequence of int, length M, or Tensor of int, shape (batch, M)
+            One observation, or one per batch element (then nothing is checked).
+        prior : sequence of Tensor, ``prior[f]`` shape (n_s[f],) or (batch, n_s[f])
+            Independent prior marginals (``D`` or an empirical prior), in :attr:`dtype`.
+
+        Returns
+        -------
+        StatePosterior
+            Marginals ``qs[f]`` of shape (n_s[f],) or (batch, n_s[f]); ``joint`` and
+            ``log_evidence`` are None (a mean-field belief has neither).
+        """
+        if isinstance(obs, Tensor):
+            return self._update_batch(obs, prior)
+        tables = self._tables
+        if tables.batch_size is not None:
+            raise ValueError(
+                f"MeanFieldStateInference.update: obs={list(obs)} for a batch of "
+                f"{tables.batch_size} models; expected an integer tensor of shape "
+                f"({tables.batch_size}, {len(self.num_obs)})"
+            )
+        row = 0
+        for o, n in zip(obs, self.num_obs, strict=True):
+            if type(o) is not int or not 0 <= o < n:
+                raise IndexError(f"obs = {list(obs)}; expected integer outcome indices below {n}")
+            row = row * n + o
+        F = self._F
+        log_prior = torch.cat(tuple(prior)).clamp_min_(EPS).log_()
+        msg: Tensor | None = self._msg_table[row] if self._msg_table is not None else None
+        if msg is None or F == 1:
+            if tables.table is not None:
+                ll = tables.table[row]
+            else:
+                ll = tables.log_A[0][obs[0]]
+                for m in range(1, len(tables.log_A)):
+                    ll = ll + tables.log_A[m][obs[m]]
+            if F == 1:
+                return StatePosterior([(ll + log_prior).softmax(0)], None, None)
+            msg = self._messages(ll)
+        lp = torch.addmv(self._bias, self._spread_T, log_prior)
+        q = self._q0
+        shape = (F, self._n_max)
+        if F == 2:
+            for _ in range(self.num_iter):
+                q = torch.addmv(lp, msg, q).view(shape).softmax(1).view(-1)
+        else:
+            others = self._others
+            for _ in range(self.num_iter):
+                q = torch.addmv(lp, msg, q[others].prod(1)).view(shape).softmax(1).view(-1)
+        q2 = q.view(shape)
+        return StatePosterior([q2[f, :n] for f, n in enumerate(self.num_states)], None, None)
+
+    def _update_batch(self, obs: Tensor, prior: Sequence[Tensor]) -> StatePosterior:
+        """The batched update: the same sweeps with batched products."""
+        tables = self._tables
+        F = self._F
+        batch = int(obs.shape[0])
+        log_prior = torch.cat(tuple(prior), dim=1).clamp_min(EPS).log_()
+        if F == 1:
+            ll = _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs)
+            return StatePosterior([(ll + log_prior).softmax(1)], None, None)
+        lp = torch.addmm(self._bias, log_prior, self._spread)
+        shape = (batch, F, self._n_max)
+        q = self._q0.expand(batch, self._P)
+        if F == 2:
+            if self._msg_table is not None:
+                index = obs.mv(tables.radix) if obs.shape[1] > 1 else obs[:, 0]
+                if tables.rows is not None:
+                    msg = self._msg_table[tables.rows, index]
+                else:
+                    msg = self._msg_table.index_select(0, index)
+            else:
+                msg = self._messages(
+                    _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs)
+                )
+            lp3 = lp.unsqueeze(-1)
+            for _ in range(self.num_iter):
+                q = torch.baddbmm(lp3, msg, q.unsqueeze(-1)).view(shape).softmax(-1).view(batch, -1)
+        else:
+            # (prod of the others) * ll per (factor, joint state), summed onto each factor's slots.
+            ll = _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs)
+            ll_rep = ll.repeat(1, F)
+            others, gather_T = self._others, self._gather_T
+            for _ in range(self.num_iter):
+                e = q[:, others].prod(-1).mul_(ll_rep)
+                q = torch.addmm(lp, e, gather_T).view(shape).softmax(-1).view(batch, -1)
+        q3 = q.view(shape)
+        return StatePosterior([q3[:, f, :n] for f, n in enumerate(self.num_states)], None, None)

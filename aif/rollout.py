@@ -1,0 +1,472 @@
+"""Whole episodes of a batch of discrete agents in a batch of environments, stepped together.
+
+:func:`rollout` runs :class:`aif.discrete_agent.DiscreteAgent` against any :class:`BatchedEnv`
+(infer states, evaluate policies, choose actions, step the environments, learn when the agent
+learns), with the per-step work on precompiled tables; :class:`CategoricalEnv` is the generative
+process of a categorical POMDP as such an environment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from aif.exact import (
+    ExactStateInference,
+    MeanFieldStateInference,
+    joint_from_marginals,
+    predict_states_batch,
+)
+from aif.planning import EFEResult, PolicyEvaluator, select_action
+from aif.sequence import joint_transition
+
+if TYPE_CHECKING:
+    from aif.discrete_agent import DiscreteAgent
+
+__all__ = ["BatchedEnv", "CategoricalEnv", "RolloutResult", "rollout"]
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """A batch of discrete environments that step together, one per agent of a batch.
+
+    Observations are outcome indices, one per modality; actions are control indices, one per
+    hidden-state factor. All randomness comes from the environment's own generator, seeded by
+    :meth:`reset` (the Gymnasium convention).
+
+    Attributes
+    ----------
+    batch_size : int
+        Number of environments.
+    """
+
+    batch_size: int
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        """Start every environment; returns the first observations, int64 (batch, M)."""
+        ...
+
+    def step(self, action: Tensor) -> Tensor:
+        """Apply one action per environment, int64 (batch, F); returns int64 (batch, M)."""
+        ...
+
+
+class RolloutResult(NamedTuple):
+    """What a batch of agents observed, believed, evaluated and did at every step.
+
+    Attributes
+    ----------
+    obs : Tensor of int64, shape (T, batch, M)
+        Observation at each step, before the step's inference.
+    qs : list of Tensor, ``qs[f]`` shape (T, batch, n_s[f])
+        Posterior marginals after each step's observation.
+    q_pi : Tensor, shape (T, batch, n_policies)
+        Policy posterior at each step.
+    efe : EFEResult
+        Every part of the expected free energy, each of shape (T, batch, n_policies).
+    action : Tensor of int64, shape (T, batch, F)
+        Action chosen at each step (applied to the environments).
+    """
+
+    obs: Tensor
+    qs: list[Tensor]
+    q_pi: Tensor
+    efe: EFEResult
+    action: Tensor
+
+
+def rollout(
+    agent: DiscreteAgent,
+    env: BatchedEnv,
+    steps: int,
+    *,
+    seed: int | None = None,
+) -> RolloutResult:
+    """Run one episode of ``steps`` steps of a batch of agents in a batch of environments.
+
+    Each step, for the whole batch: infer states from the observation, evaluate every policy
+    and form ``q(pi)``, learn (when the agent learns ``A`` or ``B``), choose an action and
+    apply it to the environments, whose next observation starts the next step. The result is
+    the one of stepping the agent by hand with the same generators::
+
+        agent.reset()
+        obs = env.reset(seed=seed)
+        for t in range(steps):
+            action = agent.step(obs)
+            obs = env.step(action)
+
+    Without learning and with ``"fpi"`` or ``"exact"`` inference (and without novelty), the
+    steps run on tables built once here: :class:`aif.exact.MeanFieldStateInference` or
+    :class:`aif.exact.ExactStateInference` for the beliefs and
+    :class:`aif.planning.PolicyEvaluator` for the policies, shared by the batch when every
+    agent has the same model (as for an agent built from one model). Otherwise the agent's
+    own methods are stepped.
+
+    Parameters
+    ----------
+    agent : DiscreteAgent
+        The agents (their model, settings and generator). Their episode starts afresh
+        (:meth:`~aif.discrete_agent.DiscreteAgent.reset`); action draws use the agent's
+        generator, as :meth:`~aif.discrete_agent.DiscreteAgent.step` does.
+    env : BatchedEnv
+        ``env.batch_size`` must equal ``agent.batch_size``.
+    steps : int
+        Number of steps (the environments are stepped after each, ``steps`` times).
+    seed : int, optional
+        Passed to ``env.reset``.
+
+    Returns
+    -------
+    RolloutResult
+        Every tensor with leading axes (steps, batch).
+
+    Notes
+    -----
+    After the rollout the agent is reset again: learnt ``pA``/``pB`` (and ``A``/``B``) are kept,
+    the episode state is not (``pD`` is not learnt; call
+    :meth:`~aif.discrete_agent.DiscreteAgent.end_episode` in a hand-written loop for that).
+    """
+    if steps < 1:
+        raise ValueError(f"rollout: steps={steps}; expected >= 1")
+    if int(env.batch_size) != agent.batch_size:
+        raise ValueError(
+            f"rollout: env.batch_size={env.batch_size} but agent.batch_size={agent.batch_size}; "
+            "expected one environment per agent"
+        )
+    agent.reset()
+    obs = _checked_obs(env.reset(seed=seed), agent, "env.reset")
+    fused = (
+        agent.inference in ("fpi", "exact")
+        and not (agent.learn_A or agent.learn_B)
+        and not agent.use_param_info_gain
+    )
+    try:
+        if fused:
+            return _fused(agent, env, steps, obs)
+        return _stepped(agent, env, steps, obs)
+    finally:
+        agent.reset()
+
+
+def _checked_obs(obs: Tensor, agent: DiscreteAgent, who: str) -> Tensor:
+    """Observations as int64 (batch, M) on the agent's device, with their outcome range checked."""
+    M = len(agent.num_obs)
+    if not isinstance(obs, Tensor) or obs.dim() != 2 or tuple(obs.shape) != (agent.batch_size, M):
+        shape = tuple(obs.shape) if isinstance(obs, Tensor) else type(obs).__name__
+        raise ValueError(
+            f"rollout: {who} returned observations of shape {shape}; expected an integer "
+            f"tensor of shape ({agent.batch_size}, {M})"
+        )
+    if obs.is_floating_point() or obs.dtype == torch.bool:
+        raise ValueError(
+            f"rollout: {who} returned {obs.dtype} observations; expected integer outcome indices"
+        )
+    obs = obs.to(agent.device, torch.long)
+    high = torch.tensor(agent.num_obs, device=obs.device)
+    if bool(((obs < 0) | (obs >= high)).any()):
+        raise ValueError(
+            f"rollout: {who} returned outcomes {obs.tolist()}; expected indices below "
+            f"{agent.num_obs} per modality"
+        )
+    return obs
+
+
+def _shared(xs: Sequence[Tensor]) -> bool:
+    """Whether every batch element (leading axis) of every tensor equals the first."""
+    return all(bool((x == x[:1]).all()) for x in xs)
+
+
+def _stack(steps: list[list[Tensor]]) -> list[Tensor]:
+    return [torch.stack(parts) for parts in zip(*steps, strict=True)]
+
+
+def _result(
+    obs: list[Tensor],
+    qs: list[list[Tensor]],
+    q_pi: list[Tensor],
+    efe: list[EFEResult],
+    action: list[Tensor],
+) -> RolloutResult:
+    return RolloutResult(
+        obs=torch.stack(obs),
+        qs=_stack(qs),
+        q_pi=torch.stack(q_pi),
+        efe=EFEResult(*_stack([list(e) for e in efe])),
+        action=torch.stack(action),
+    )
+
+
+def _stepped(agent: DiscreteAgent, env: BatchedEnv, steps: int, obs: Tensor) -> RolloutResult:
+    """The agent's own methods, step by step (learning, smoothing, message passing, novelty)."""
+    rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act = [], [], [], [], []
+    for t in range(steps):
+        qs = agent.infer_states(obs)
+        policy = agent.infer_policies()
+        agent.learn()
+        action = agent.sample_action()
+        rec_obs.append(obs)
+        rec_qs.append(list(qs))
+        rec_q_pi.append(policy.q_pi)
+        rec_efe.append(policy.efe)
+        rec_act.append(action)
+        obs = _checked_obs(env.step(action), agent, "env.step")
+    return _result(rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act)
+
+
+def _fused(agent: DiscreteAgent, env: BatchedEnv, steps: int, obs: Tensor) -> RolloutResult:
+    """Precompiled tables for the beliefs and the policies; one model for all when shared."""
+    A, B, C = agent.A, agent.B, agent.C
+    shared = _shared([*A, *B, *C, agent.log_E])
+    model_A = [a[0] for a in A] if shared else A
+    evaluator = PolicyEvaluator(
+        model_A,
+        [b[0] for b in B] if shared else B,
+        [c[0] for c in C] if shared else C,
+        agent.policies,
+        agent.gamma,
+        agent.log_E[0] if shared else agent.log_E,
+        use_utility=agent.use_utility,
+        use_states_info_gain=agent.use_states_info_gain,
+        info_gain=agent.info_gain,
+        batched=not shared,
+    )
+    exact = agent.inference == "exact"
+    engine: ExactStateInference | MeanFieldStateInference
+    if exact:
+        engine = ExactStateInference(model_A, batched=not shared)
+    else:
+        engine = MeanFieldStateInference(model_A, num_iter=agent.num_iter, batched=not shared)
+    prior = [d.clone() for d in agent.D]
+    joint_prior = joint_from_marginals(prior).reshape(agent.batch_size, -1) if exact else None
+    rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act = [], [], [], [], []
+    for t in range(steps):
+        if joint_prior is not None:
+            assert isinstance(engine, ExactStateInference)
+            post = engine.update_joint(obs, joint_prior)
+            qs = post.qs
+            joint = post.joint
+        else:
+            qs = engine.update(obs, prior).qs
+        evaluation = evaluator.evaluate(qs)
+        action = select_action(
+            evaluation.q_pi,
+            agent.policies,
+            agent.action_selection,
+            agent.generator,
+            sampling=agent.sampling,
+            alpha=agent.alpha,
+            num_controls=agent.num_controls,
+        )
+        rec_obs.append(obs)
+        rec_qs.append(qs)
+        rec_q_pi.append(evaluation.q_pi)
+        rec_efe.append(evaluation.efe)
+        rec_act.append(action)
+        obs = _checked_obs(env.step(action), agent, "env.step")
+        if t + 1 < steps:
+            if joint_prior is not None:
+                assert joint is not None
+                M = joint_transition(B, action).to(agent.dtype)
+                joint_prior = torch.bmm(M, joint.reshape(agent.batch_size, -1, 1)).squeeze(-1)
+            else:
+                prior = predict_states_batch(qs, B, action)
+    return _result(rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act)
+
+
+class CategoricalEnv:
+    """The generative process of a categorical POMDP, for a batch of environments.
+
+    Hidden states start from ``D``, move by ``B[f][:, s_f, u_f]`` under the agents' controls and
+    emit outcomes by ``A[m][:, s]``, every draw from one seeded generator (inverse transform
+    sampling of uniform draws made on the CPU, so a seed gives the same episode on every
+    device). Cumulative tables of every row of ``A``, ``B`` and ``D`` are built once; a step is
+    a gather and a comparison per factor and per modality for the whole batch.
+
+    Parameters
+    ----------
+    A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1]) or (batch, ...)
+    B : sequence of Tensor, ``B[f]`` shape (n_s[f], n_s[f], n_u[f]) or (batch, ...)
+    D : sequence of Tensor, ``D[f]`` shape (n_s[f],) or (batch, n_s[f])
+        Each of ``A``, ``B`` and ``D`` is shared by the batch or has one entry per environment
+        (a leading batch axis).
+    batch_size : int, optional
+        Number of environments; default the leading axis of a batched ``A``, ``B`` or ``D``,
+        else 1.
+    seed : int, optional
+        Seeds the generator (a later ``reset(seed=...)`` reseeds it).
+
+    Attributes
+    ----------
+    batch_size : int
+    num_states, num_obs, num_controls : tuple of int
+    device : torch.device
+        Where observations are returned (that of ``A``).
+    state : Tensor of int64, shape (batch, F) or None
+        The hidden states (simulator internals, for analysis; no agent reads them).
+    """
+
+    def __init__(
+        self,
+        A: Sequence[Tensor],
+        B: Sequence[Tensor],
+        D: Sequence[Tensor],
+        *,
+        batch_size: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        F = len(B)
+        if F == 0 or len(D) != F or len(A) == 0:
+            raise ValueError(
+                f"CategoricalEnv: {len(A)} likelihoods, {F} transitions and {len(D)} priors; "
+                "expected at least one modality and one D[f] per B[f]"
+            )
+        a_batched = A[0].dim() == F + 2
+        b_batched = B[0].dim() == 4
+        d_batched = D[0].dim() == 2
+        sizes = {
+            int(x[0].shape[0])
+            for x, flag in ((A, a_batched), (B, b_batched), (D, d_batched))
+            if flag
+        }
+        if len(sizes) > 1 or (batch_size is not None and sizes and sizes != {batch_size}):
+            raise ValueError(
+                f"CategoricalEnv: batched A, B, D have leading axes {sorted(sizes)} and "
+                f"batch_size={batch_size}; expected one batch size"
+            )
+        self.batch_size: int = int(batch_size if batch_size is not None else next(iter(sizes), 1))
+        self.device: torch.device = A[0].device
+        la, lb, ld = int(a_batched), int(b_batched), int(d_batched)
+        self.num_states: tuple[int, ...] = tuple(int(b.shape[lb]) for b in B)
+        self.num_obs: tuple[int, ...] = tuple(int(a.shape[la]) for a in A)
+        self.num_controls: tuple[int, ...] = tuple(int(b.shape[-1]) for b in B)
+        ns = self.num_states
+        for m, a in enumerate(A):
+            if a.dim() != F + 1 + la or tuple(a.shape[la + 1 :]) != ns:
+                raise ValueError(
+                    f"CategoricalEnv: A[{m}] has shape {tuple(a.shape)}; expected "
+                    f"({'batch, ' if a_batched else ''}n_o, {', '.join(map(str, ns))})"
+                )
+        for f, (b, d) in enumerate(zip(B, D, strict=True)):
+            n = ns[f]
+            if b.dim() != 3 + lb or tuple(b.shape[lb : lb + 2]) != (n, n):
+                raise ValueError(f"CategoricalEnv: B[{f}] has shape {tuple(b.shape)}")
+            if d.dim() != 1 + ld or int(d.shape[-1]) != n:
+                raise ValueError(
+                    f"CategoricalEnv: D[{f}] has shape {tuple(d.shape)}; expected "
+                    f"({'batch, ' if d_batched else ''}{n},)"
+                )
+        dev = self.device
+        S = math.prod(ns)
+        n_max, o_max, u_max = max(ns), max(self.num_obs), max(self.num_controls)
+        # Cumulative tables, padded with 2 (never below a uniform draw): outcome rows per joint
+        # state (S, M, o_max), next-state rows per (factor, state, control) and prior rows.
+        cum_A = [
+            _cumulative(a.to(dev, torch.float64).reshape(*a.shape[: la + 1], S).movedim(la, -1))
+            for a in A
+        ]
+        self._cum_A = torch.stack([_pad(c, o_max) for c in cum_A], dim=-2)
+        cum_B = []
+        for b in B:
+            rows = _cumulative(b.to(dev, torch.float64).movedim(lb, -1))  # (..., s, u, s')
+            rows = _pad(rows, n_max)
+            pad = [0, 0, 0, u_max - rows.shape[-2], 0, n_max - rows.shape[-3]]
+            cum_B.append(torch.nn.functional.pad(rows, pad, value=2.0))
+        self._cum_B = torch.stack(cum_B, dim=-4)  # (..., F, n_max, u_max, n_max)
+        self._cum_D = torch.stack(
+            [_pad(_cumulative(d.to(dev, torch.float64)), n_max) for d in D], dim=-2
+        )
+        self._a_batched, self._b_batched, self._d_batched = a_batched, b_batched, d_batched
+        self._last_state = torch.tensor([n - 1 for n in ns], device=dev)
+        self._last_obs = torch.tensor([n - 1 for n in self.num_obs], device=dev)
+        radix = [1] * F
+        for f in range(F - 2, -1, -1):
+            radix[f] = radix[f + 1] * ns[f + 1]
+        self._radix = torch.tensor(radix, device=dev)
+        self._rows = torch.arange(self.batch_size, device=dev)
+        self._factors = torch.arange(F, device=dev)
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        else:
+            self.generator.seed()
+        self.state: Tensor | None = None
+
+    def _uniform(self, k: int) -> Tensor:
+        u = torch.rand(self.batch_size, k, generator=self.generator, dtype=torch.float64)
+        return u.to(self.device)
+
+    def _observe(self) -> Tensor:
+        assert self.state is not None
+        joint = self.state.mv(self._radix)
+        rows = self._cum_A[self._rows, joint] if self._a_batched else self._cum_A[joint]
+        u = self._uniform(len(self.num_obs))
+        return torch.minimum((rows < u.unsqueeze(-1)).sum(-1), self._last_obs)
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        """Draw every environment's first state from ``D`` and its first observation.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Reseeds the generator first.
+
+        Returns
+        -------
+        Tensor of int64, shape (batch, M)
+        """
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        rows = self._cum_D if self._d_batched else self._cum_D.expand(self.batch_size, -1, -1)
+        u = self._uniform(len(self.num_states))
+        self.state = torch.minimum((rows < u.unsqueeze(-1)).sum(-1), self._last_state)
+        return self._observe()
+
+    def step(self, action: Tensor) -> Tensor:
+        """Move every environment's hidden state under its action and observe it.
+
+        Parameters
+        ----------
+        action : Tensor of int, shape (batch, F)
+
+        Returns
+        -------
+        Tensor of int64, shape (batch, M)
+        """
+        if self.state is None:
+            raise ValueError("CategoricalEnv.step: call reset first")
+        F = len(self.num_states)
+        act = action.to(self.device, torch.long)
+        if tuple(act.shape) != (self.batch_size, F):
+            raise ValueError(
+                f"CategoricalEnv.step: action has shape {tuple(act.shape)}; expected "
+                f"({self.batch_size}, {F})"
+            )
+        if self._b_batched:
+            rows = self._cum_B[self._rows.unsqueeze(1), self._factors, self.state, act]
+        else:
+            rows = self._cum_B[self._factors, self.state, act]
+        u = self._uniform(F)
+        self.state = torch.minimum((rows < u.unsqueeze(-1)).sum(-1), self._last_state)
+        return self._observe()
+
+
+def _cumulative(p: Tensor) -> Tensor:
+    """Cumulative sums along the last axis, exactly 1 from the last positive entry on.
+
+    A uniform draw ``u`` in [0, 1) then falls below the row's total, so counting the entries
+    below ``u`` never picks an outcome of probability zero, whatever the rounding.
+    """
+    cum = p.cumsum(-1)
+    cum = cum / cum[..., -1:].clamp_min(torch.finfo(p.dtype).tiny)
+    idx = torch.arange(p.shape[-1], device=p.device)
+    last = torch.where(p > 0, idx, torch.zeros_like(idx)).amax(-1, keepdim=True)
+    return torch.where(idx >= last, torch.ones_like(cum), cum)
+
+
+def _pad(rows: Tensor, n: int) -> Tensor:
+    """Pad the last axis to ``n`` with 2 (above every uniform draw)."""
+    return torch.nn.functional.pad(rows, (0, n - rows.shape[-1]), value=2.0)
