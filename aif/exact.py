@@ -1026,6 +1026,9 @@ def log_evidence_sequence(
 #: Largest log-likelihood table (joint outcomes x joint states, entries) that
 #: :class:`ExactStateInference` builds; bigger models gather one row per modality instead.
 _MAX_TABLE_ENTRIES = 1_000_000
+#: Largest message matrix over the outer product of the other factors' beliefs (entries)
+#: that :class:`MeanFieldStateInference` builds for one observation.
+_MAX_OUTER_ENTRIES = 50_000
 
 
 class _LikelihoodTables(NamedTuple):
@@ -1436,44 +1439,57 @@ class MeanFieldStateInference:
             for g in torch.meshgrid(*[torch.arange(n, device=device) for n in ns], indexing="ij")
         ]
         lead = 1 if batched else 0
+        n_rows = int(tables.table.shape[lead]) if tables.table is not None else 0
+        flat = torch.arange(S, device=device)
+        # Message matrix over the product of the other factors' beliefs: row f * n_max + s_f,
+        # column the mixed-radix index (base P) of the other factors' slots in factor order,
+        # entry log p(o | s); S (past the end of a row of log-likelihoods) is the zero sentinel.
+        # Its width is P ** (F - 1): with two factors the block matrix [[0, L], [L^T, 0]].
+        self._outer = F == 2 or (F > 2 and P**F <= _MAX_OUTER_ENTRIES)
         self._msg_table: Tensor | None = None
-        if F == 2:
-            # Entry (r, c) of the block matrix is log p(o | s) at the joint state linking slot r
-            # of one factor to slot c of the other; S (past the end) is the zero sentinel.
-            index = torch.full((P, P), S, dtype=torch.long, device=device)
-            flat = torch.arange(S, device=device)
-            index[grids[0], n_max + grids[1]] = flat
-            index[n_max + grids[1], grids[0]] = flat
+        if self._outer:
+            index = torch.full((P, P ** (F - 1)), S, dtype=torch.long, device=device)
+            for f in range(F):
+                col = torch.zeros(S, dtype=torch.long, device=device)
+                for g in range(F):
+                    if g != f:
+                        col = col * P + g * n_max + grids[g]
+                index[f * n_max + grids[f], col] = flat
             self._msg_index = index.reshape(-1)
-            if tables.table is not None:
-                n_rows = int(tables.table.shape[lead])
-                if n_rows * P * P * max(1, tables.batch_size or 1) <= _MAX_TABLE_ENTRIES * 16:
-                    self._msg_table = self._messages(tables.table)
-        elif F > 2:
-            # Slots of the other factors at every (factor, joint state).
+            entries = n_rows * P ** F * max(1, tables.batch_size or 1)
+            if tables.table is not None and (F == 2 or tables.batch_size is None):
+                if entries <= _MAX_TABLE_ENTRIES * (16 if batched else 1):
+                    self._msg_table = self._messages(tables.table, index.shape[1])
+        if F > 2:
+            # For batches (and models too large for the outer product): the product of the
+            # other factors' beliefs at every (factor, joint state), from their slots.
             others = torch.zeros(F * S, F - 1, dtype=torch.long, device=device)
             for f in range(F):
                 cols = [g * n_max + grids[g] for g in range(F) if g != f]
                 others[f * S : (f + 1) * S] = torch.stack(cols, dim=1)
             self._others = others
-            # Message matrix (P, F * S): row f * n_max + s_f, column f * S + s, holds ll[s].
-            index = torch.full((P, F * S), S, dtype=torch.long, device=device)
-            flat = torch.arange(S, device=device)
+            # 0/1 map (F * S, P) that sums each factor's block onto its own slots.
+            gather = torch.zeros(F * S, P, dtype=dtype, device=device)
             for f in range(F):
-                index[f * n_max + grids[f], f * S + flat] = flat
-            self._msg_index = index.reshape(-1)
-            # 0/1 map (F * S, P) that sums each factor's block onto its own slots, for batches.
-            self._gather_T = (index != S).to(dtype).T.contiguous()
-            if tables.table is not None and tables.batch_size is None:
-                n_rows = int(tables.table.shape[0])
-                if n_rows * P * F * S <= _MAX_TABLE_ENTRIES:
-                    self._msg_table = self._messages(tables.table)
+                gather[f * S + flat, f * n_max + grids[f]] = 1.0
+            self._gather_T = gather
+            self._gather_index = (
+                torch.full((P, F * S), S, dtype=torch.long, device=device)
+                .index_put_(
+                    (
+                        torch.cat([f * n_max + grids[f] for f in range(F)]),
+                        torch.arange(F * S, device=device),
+                    ),
+                    flat.repeat(F),
+                )
+                .reshape(-1)
+            )
 
-    def _messages(self, ll: Tensor) -> Tensor:
-        """Message matrices from log-likelihood rows: (..., S) -> (..., P, P or F * S)."""
+    def _messages(self, ll: Tensor, width: int, index: Tensor | None = None) -> Tensor:
+        """Message matrices from log-likelihood rows: (..., S) -> (..., P, width)."""
         padded = torch.nn.functional.pad(ll, (0, 1))  # the zero sentinel at index S
-        out = padded[..., self._msg_index]
-        return out.reshape(*ll.shape[:-1], self._P, -1).contiguous()
+        out = padded[..., self._msg_index if index is None else index]
+        return out.reshape(*ll.shape[:-1], self._P, width).contiguous()
 
     def update(self, obs: Sequence[int] | Tensor, prior: Sequence[Tensor]) -> StatePosterior:
         """Mean-field posterior after one observation, by ``num_iter`` parallel sweeps.
@@ -1511,8 +1527,8 @@ class MeanFieldStateInference:
             row = row * n + o
         F = self._F
         log_prior = torch.cat(tuple(prior)).clamp_min_(EPS).log_()
-        msg: Tensor | None = self._msg_table[row] if self._msg_table is not None else None
-        if msg is None or F == 1:
+        msg = self._msg_table[row] if self._msg_table is not None else None
+        if msg is None:
             if tables.table is not None:
                 ll = tables.table[row]
             else:
@@ -1521,13 +1537,22 @@ class MeanFieldStateInference:
                     ll = ll + tables.log_A[m][obs[m]]
             if F == 1:
                 return StatePosterior([(ll + log_prior).softmax(0)], None, None)
-            msg = self._messages(ll)
+            if self._outer:
+                msg = self._messages(ll, self._P ** (F - 1))
+            else:
+                msg = self._messages(ll, F * math.prod(self.num_states), self._gather_index)
         lp = torch.addmv(self._bias, self._spread_T, log_prior)
         q = self._q0
         shape = (F, self._n_max)
         if F == 2:
             for _ in range(self.num_iter):
                 q = torch.addmv(lp, msg, q).view(shape).softmax(1).view(-1)
+        elif self._outer:
+            for _ in range(self.num_iter):
+                k = q
+                for _ in range(F - 2):
+                    k = torch.outer(k, q).view(-1)
+                q = torch.addmv(lp, msg, k).view(shape).softmax(1).view(-1)
         else:
             others = self._others
             for _ in range(self.num_iter):
@@ -1556,7 +1581,8 @@ class MeanFieldStateInference:
                     msg = self._msg_table.index_select(0, index)
             else:
                 msg = self._messages(
-                    _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs)
+                    _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs),
+                    self._P,
                 )
             lp3 = lp.unsqueeze(-1)
             for _ in range(self.num_iter):

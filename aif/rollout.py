@@ -27,7 +27,7 @@ from aif.sequence import joint_transition
 if TYPE_CHECKING:
     from aif.discrete_agent import DiscreteAgent
 
-__all__ = ["BatchedEnv", "CategoricalEnv", "RolloutResult", "rollout"]
+__all__ = ["BatchedEnv", "CategoricalEnv", "Rollout", "RolloutResult", "rollout"]
 
 
 @runtime_checkable
@@ -66,32 +66,30 @@ class RolloutResult(NamedTuple):
         Posterior marginals after each step's observation.
     q_pi : Tensor, shape (T, batch, n_policies)
         Policy posterior at each step.
-    efe : EFEResult
-        Every part of the expected free energy, each of shape (T, batch, n_policies).
+    efe : Tensor, shape (T, batch, n_policies)
+        Expected free energy of every policy at each step (lower is better).
     action : Tensor of int64, shape (T, batch, F)
         Action chosen at each step (applied to the environments).
+    efe_parts : EFEResult or None
+        Every part of the expected free energy, each of shape (T, batch, n_policies), when
+        asked for (``efe_parts=True``).
     """
 
     obs: Tensor
     qs: list[Tensor]
     q_pi: Tensor
-    efe: EFEResult
+    efe: Tensor
     action: Tensor
+    efe_parts: EFEResult | None
 
 
-def rollout(
-    agent: DiscreteAgent,
-    env: BatchedEnv,
-    steps: int,
-    *,
-    seed: int | None = None,
-) -> RolloutResult:
-    """Run one episode of ``steps`` steps of a batch of agents in a batch of environments.
+class Rollout:
+    """Episodes of a :class:`~aif.discrete_agent.DiscreteAgent` batch, precompiled once.
 
     Each step, for the whole batch: infer states from the observation, evaluate every policy
     and form ``q(pi)``, learn (when the agent learns ``A`` or ``B``), choose an action and
-    apply it to the environments, whose next observation starts the next step. The result is
-    the one of stepping the agent by hand with the same generators::
+    apply it to the environments, whose next observation starts the next step. :meth:`run`
+    gives what stepping the agent by hand gives with the same generators::
 
         agent.reset()
         obs = env.reset(seed=seed)
@@ -100,56 +98,232 @@ def rollout(
             obs = env.step(action)
 
     Without learning and with ``"fpi"`` or ``"exact"`` inference (and without novelty), the
-    steps run on tables built once here: :class:`aif.exact.MeanFieldStateInference` or
-    :class:`aif.exact.ExactStateInference` for the beliefs and
-    :class:`aif.planning.PolicyEvaluator` for the policies, shared by the batch when every
-    agent has the same model (as for an agent built from one model). Otherwise the agent's
-    own methods are stepped.
+    tables of every step are built here, once (:attr:`fused` is True):
+    :class:`aif.exact.MeanFieldStateInference` or :class:`aif.exact.ExactStateInference` for
+    the beliefs and :class:`aif.planning.PolicyEvaluator` for the policies, one model for the
+    whole batch when every agent has the same ``A``, ``B``, ``C`` and ``E`` (as for an agent
+    built from one model). Otherwise every step runs the agent's own methods.
 
     Parameters
     ----------
     agent : DiscreteAgent
-        The agents (their model, settings and generator). Their episode starts afresh
-        (:meth:`~aif.discrete_agent.DiscreteAgent.reset`); action draws use the agent's
-        generator, as :meth:`~aif.discrete_agent.DiscreteAgent.step` does.
+        The agents: their model (read here; build a new :class:`Rollout` after changing it),
+        settings and generator (action draws, as in
+        :meth:`~aif.discrete_agent.DiscreteAgent.step`).
+
+    Attributes
+    ----------
+    agent : DiscreteAgent
+    fused : bool
+        Whether the steps run on the precompiled tables.
+    shared : bool
+        Whether one model serves the whole batch (fused steps only).
+    """
+
+    def __init__(self, agent: DiscreteAgent) -> None:
+        self.agent = agent
+        self.fused: bool = (
+            agent.inference in ("fpi", "exact")
+            and not (agent.learn_A or agent.learn_B)
+            and not agent.use_param_info_gain
+        )
+        self.shared: bool = False
+        self._evaluator: PolicyEvaluator | None = None
+        self._engine: ExactStateInference | MeanFieldStateInference | None = None
+        if not self.fused:
+            return
+        A, B, C = agent.A, agent.B, agent.C
+        shared = _shared([*A, *B, *C, agent.log_E])
+        self.shared = shared
+
+        def model(xs: Sequence[Tensor]) -> list[Tensor]:
+            return [x[0] for x in xs] if shared else list(xs)
+
+        self._evaluator = PolicyEvaluator(
+            model(A),
+            model(B),
+            model(C),
+            agent.policies,
+            agent.gamma,
+            agent.log_E[0] if shared else agent.log_E,
+            use_utility=agent.use_utility,
+            use_states_info_gain=agent.use_states_info_gain,
+            info_gain=agent.info_gain,
+            batched=not shared,
+        )
+        if agent.inference == "exact":
+            self._engine = ExactStateInference(model(A), batched=not shared)
+        else:
+            self._engine = MeanFieldStateInference(
+                model(A), num_iter=agent.num_iter, batched=not shared
+            )
+
+    def run(
+        self,
+        env: BatchedEnv,
+        steps: int,
+        *,
+        seed: int | None = None,
+        efe_parts: bool = False,
+    ) -> RolloutResult:
+        """One episode of ``steps`` steps.
+
+        Parameters
+        ----------
+        env : BatchedEnv
+            ``env.batch_size`` must equal ``agent.batch_size``.
+        steps : int
+            Number of steps (the environments are stepped after each, ``steps`` times).
+        seed : int, optional
+            Passed to ``env.reset``.
+        efe_parts : bool, default False
+            Also keep every part of the expected free energy (six more arrays of the size of
+            ``efe``).
+
+        Returns
+        -------
+        RolloutResult
+            Every tensor with leading axes (steps, batch).
+
+        Notes
+        -----
+        The agent's episode starts afresh (:meth:`~aif.discrete_agent.DiscreteAgent.reset`) and
+        is reset again at the end: learnt ``pA``/``pB`` (and ``A``/``B``) are kept, the episode
+        state is not, and ``pD`` is not learnt (call
+        :meth:`~aif.discrete_agent.DiscreteAgent.end_episode` in a hand-written loop for that).
+        """
+        agent = self.agent
+        if steps < 1:
+            raise ValueError(f"rollout: steps={steps}; expected >= 1")
+        if int(env.batch_size) != agent.batch_size:
+            raise ValueError(
+                f"rollout: env.batch_size={env.batch_size} but agent.batch_size="
+                f"{agent.batch_size}; expected one environment per agent"
+            )
+        agent.reset()
+        obs = _checked_obs(env.reset(seed=seed), agent, "env.reset")
+        record = _Record(efe_parts)
+        try:
+            if self.fused:
+                self._run_fused(env, steps, obs, record)
+            else:
+                self._run_stepped(env, steps, obs, record)
+        finally:
+            agent.reset()
+        return record.result()
+
+    def _run_stepped(self, env: BatchedEnv, steps: int, obs: Tensor, record: _Record) -> None:
+        """The agent's own methods, step by step (learning, smoothing, message passing, novelty)."""
+        agent = self.agent
+        for _ in range(steps):
+            qs = agent.infer_states(obs)
+            policy = agent.infer_policies()
+            agent.learn()
+            action = agent.sample_action()
+            record.add(obs, qs, policy.q_pi, policy.efe, action)
+            obs = _checked_obs(env.step(action), agent, "env.step")
+
+    def _run_fused(self, env: BatchedEnv, steps: int, obs: Tensor, record: _Record) -> None:
+        """Steps on the precompiled tables."""
+        agent, engine, evaluator = self.agent, self._engine, self._evaluator
+        assert engine is not None and evaluator is not None
+        batch, B = agent.batch_size, agent.B
+        exact = isinstance(engine, ExactStateInference)
+        prior = [d.clone() for d in agent.D]
+        joint_prior = joint_from_marginals(prior).reshape(batch, -1) if exact else None
+        for t in range(steps):
+            joint: Tensor | None = None
+            if isinstance(engine, ExactStateInference):
+                assert joint_prior is not None
+                post = engine.update_joint(obs, joint_prior)
+                qs, joint = post.qs, post.joint
+            else:
+                qs = engine.update(obs, prior).qs
+            evaluation = evaluator.evaluate(qs)
+            action = select_action(
+                evaluation.q_pi,
+                agent.policies,
+                agent.action_selection,
+                agent.generator,
+                sampling=agent.sampling,
+                alpha=agent.alpha,
+                num_controls=agent.num_controls,
+            )
+            record.add(obs, qs, evaluation.q_pi, evaluation.efe, action)
+            obs = _checked_obs(env.step(action), agent, "env.step")
+            if t + 1 < steps:
+                if joint is not None:
+                    M = joint_transition(B, action).to(agent.dtype)
+                    joint_prior = torch.bmm(M, joint.reshape(batch, -1, 1)).squeeze(-1)
+                else:
+                    prior = predict_states_batch(qs, B, action)
+
+
+def rollout(
+    agent: DiscreteAgent,
+    env: BatchedEnv,
+    steps: int,
+    *,
+    seed: int | None = None,
+    efe_parts: bool = False,
+) -> RolloutResult:
+    """One episode of a batch of agents in a batch of environments: ``Rollout(agent).run(...)``.
+
+    Parameters
+    ----------
+    agent : DiscreteAgent
     env : BatchedEnv
-        ``env.batch_size`` must equal ``agent.batch_size``.
+        One environment per agent.
     steps : int
-        Number of steps (the environments are stepped after each, ``steps`` times).
     seed : int, optional
         Passed to ``env.reset``.
+    efe_parts : bool, default False
+        Also keep every part of the expected free energy.
 
     Returns
     -------
     RolloutResult
         Every tensor with leading axes (steps, batch).
 
-    Notes
-    -----
-    After the rollout the agent is reset again: learnt ``pA``/``pB`` (and ``A``/``B``) are kept,
-    the episode state is not (``pD`` is not learnt; call
-    :meth:`~aif.discrete_agent.DiscreteAgent.end_episode` in a hand-written loop for that).
+    See Also
+    --------
+    Rollout : the same with its tables built once, for repeated episodes.
     """
-    if steps < 1:
-        raise ValueError(f"rollout: steps={steps}; expected >= 1")
-    if int(env.batch_size) != agent.batch_size:
-        raise ValueError(
-            f"rollout: env.batch_size={env.batch_size} but agent.batch_size={agent.batch_size}; "
-            "expected one environment per agent"
+    return Rollout(agent).run(env, steps, seed=seed, efe_parts=efe_parts)
+
+
+class _Record:
+    """Per-step results, stacked at the end."""
+
+    def __init__(self, efe_parts: bool) -> None:
+        self.efe_parts = efe_parts
+        self.obs: list[Tensor] = []
+        self.qs: list[list[Tensor]] = []
+        self.q_pi: list[Tensor] = []
+        self.efe: list[EFEResult] = []
+        self.action: list[Tensor] = []
+
+    def add(
+        self, obs: Tensor, qs: Sequence[Tensor], q_pi: Tensor, efe: EFEResult, action: Tensor
+    ) -> None:
+        self.obs.append(obs)
+        self.qs.append(list(qs))
+        self.q_pi.append(q_pi)
+        self.efe.append(efe)
+        self.action.append(action)
+
+    def result(self) -> RolloutResult:
+        parts = None
+        if self.efe_parts:
+            parts = EFEResult(*(torch.stack(x) for x in zip(*self.efe, strict=True)))
+        return RolloutResult(
+            obs=torch.stack(self.obs),
+            qs=[torch.stack(x) for x in zip(*self.qs, strict=True)],
+            q_pi=torch.stack(self.q_pi),
+            efe=parts.efe if parts is not None else torch.stack([e.efe for e in self.efe]),
+            action=torch.stack(self.action),
+            efe_parts=parts,
         )
-    agent.reset()
-    obs = _checked_obs(env.reset(seed=seed), agent, "env.reset")
-    fused = (
-        agent.inference in ("fpi", "exact")
-        and not (agent.learn_A or agent.learn_B)
-        and not agent.use_param_info_gain
-    )
-    try:
-        if fused:
-            return _fused(agent, env, steps, obs)
-        return _stepped(agent, env, steps, obs)
-    finally:
-        agent.reset()
 
 
 def _checked_obs(obs: Tensor, agent: DiscreteAgent, who: str) -> Tensor:
@@ -178,103 +352,6 @@ def _checked_obs(obs: Tensor, agent: DiscreteAgent, who: str) -> Tensor:
 def _shared(xs: Sequence[Tensor]) -> bool:
     """Whether every batch element (leading axis) of every tensor equals the first."""
     return all(bool((x == x[:1]).all()) for x in xs)
-
-
-def _stack(steps: list[list[Tensor]]) -> list[Tensor]:
-    return [torch.stack(parts) for parts in zip(*steps, strict=True)]
-
-
-def _result(
-    obs: list[Tensor],
-    qs: list[list[Tensor]],
-    q_pi: list[Tensor],
-    efe: list[EFEResult],
-    action: list[Tensor],
-) -> RolloutResult:
-    return RolloutResult(
-        obs=torch.stack(obs),
-        qs=_stack(qs),
-        q_pi=torch.stack(q_pi),
-        efe=EFEResult(*_stack([list(e) for e in efe])),
-        action=torch.stack(action),
-    )
-
-
-def _stepped(agent: DiscreteAgent, env: BatchedEnv, steps: int, obs: Tensor) -> RolloutResult:
-    """The agent's own methods, step by step (learning, smoothing, message passing, novelty)."""
-    rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act = [], [], [], [], []
-    for t in range(steps):
-        qs = agent.infer_states(obs)
-        policy = agent.infer_policies()
-        agent.learn()
-        action = agent.sample_action()
-        rec_obs.append(obs)
-        rec_qs.append(list(qs))
-        rec_q_pi.append(policy.q_pi)
-        rec_efe.append(policy.efe)
-        rec_act.append(action)
-        obs = _checked_obs(env.step(action), agent, "env.step")
-    return _result(rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act)
-
-
-def _fused(agent: DiscreteAgent, env: BatchedEnv, steps: int, obs: Tensor) -> RolloutResult:
-    """Precompiled tables for the beliefs and the policies; one model for all when shared."""
-    A, B, C = agent.A, agent.B, agent.C
-    shared = _shared([*A, *B, *C, agent.log_E])
-    model_A = [a[0] for a in A] if shared else A
-    evaluator = PolicyEvaluator(
-        model_A,
-        [b[0] for b in B] if shared else B,
-        [c[0] for c in C] if shared else C,
-        agent.policies,
-        agent.gamma,
-        agent.log_E[0] if shared else agent.log_E,
-        use_utility=agent.use_utility,
-        use_states_info_gain=agent.use_states_info_gain,
-        info_gain=agent.info_gain,
-        batched=not shared,
-    )
-    exact = agent.inference == "exact"
-    engine: ExactStateInference | MeanFieldStateInference
-    if exact:
-        engine = ExactStateInference(model_A, batched=not shared)
-    else:
-        engine = MeanFieldStateInference(model_A, num_iter=agent.num_iter, batched=not shared)
-    prior = [d.clone() for d in agent.D]
-    joint_prior = joint_from_marginals(prior).reshape(agent.batch_size, -1) if exact else None
-    rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act = [], [], [], [], []
-    for t in range(steps):
-        if joint_prior is not None:
-            assert isinstance(engine, ExactStateInference)
-            post = engine.update_joint(obs, joint_prior)
-            qs = post.qs
-            joint = post.joint
-        else:
-            qs = engine.update(obs, prior).qs
-        evaluation = evaluator.evaluate(qs)
-        action = select_action(
-            evaluation.q_pi,
-            agent.policies,
-            agent.action_selection,
-            agent.generator,
-            sampling=agent.sampling,
-            alpha=agent.alpha,
-            num_controls=agent.num_controls,
-        )
-        rec_obs.append(obs)
-        rec_qs.append(qs)
-        rec_q_pi.append(evaluation.q_pi)
-        rec_efe.append(evaluation.efe)
-        rec_act.append(action)
-        obs = _checked_obs(env.step(action), agent, "env.step")
-        if t + 1 < steps:
-            if joint_prior is not None:
-                assert joint is not None
-                M = joint_transition(B, action).to(agent.dtype)
-                joint_prior = torch.bmm(M, joint.reshape(agent.batch_size, -1, 1)).squeeze(-1)
-            else:
-                prior = predict_states_batch(qs, B, action)
-    return _result(rec_obs, rec_qs, rec_q_pi, rec_efe, rec_act)
 
 
 class CategoricalEnv:
