@@ -123,6 +123,9 @@ def assemble(plan: Plan, out: Path | str) -> xr.DataTree:
         (method, seed, after_episode, eval_episode): held-out evaluations during training.
     ``heldout``
         (method, seed, eval_episode): learners and references at the training setting.
+    ``bound``
+        (seed, eval_episode): the upper bound on any policy of those held-out episodes (when
+        the profile asks for it).
     ``tmax_sweep``, ``load_sweep``
         (method, seed, t_max | tasks, eval_episode): Figs. 4 and 5 (when asked for).
     ``summary/heldout``, ``summary/tmax_sweep``, ``summary/load_sweep``
@@ -185,6 +188,29 @@ def assemble(plan: Plan, out: Path | str) -> xr.DataTree:
     heldout = held.isel(setting=0, drop=True)
     children["heldout"] = xr.DataTree(heldout)
     summaries = {"heldout": xr.DataTree(_summary(heldout, ("method", "seed")))}
+    if p.bound:
+        at = plan.training_setting
+        parts = []
+        for s in p.seeds:
+            cell = Cell("bound", "bound", s, at.t_max, at.tasks)
+            ds = open_tree(cell.path(out)).to_dataset()
+            walls[cell.name] = float(ds.attrs.pop("wall_s"))
+            ds.attrs.clear()
+            parts.append(ds)
+        bound = xr.concat(parts, xr.DataArray(list(p.seeds), dims="seed"))
+        if not np.array_equal(bound["env_seed"].values, heldout["env_seed"].values):
+            raise ReproductionError("the bound cells hold other episodes than the held-out cells")
+        bound = bound.drop_vars("env_seed")
+        bound["bound_rg"].attrs["description"] = (
+            "upper bound on the total rg any policy earns in the episode (baselines.bound)"
+        )
+        bound["bound_completion"].attrs["description"] = (
+            "upper bound on the fraction of the episode's tasks any policy completes"
+        )
+        bound["no_contention_rg"].attrs["description"] = (
+            "sum over tasks of the best rg an idle server gives (a looser bound)"
+        )
+        children["bound"] = xr.DataTree(bound)
     sweeps = (
         (4, "tmax_sweep", plan.tmax_settings, "t_max"),
         (5, "load_sweep", plan.load_settings, "tasks"),

@@ -36,7 +36,8 @@ class Cell:
     ----------
     kind : str
         ``"train"`` (a learner's training run of one seed), ``"eval"`` (held-out episodes of a
-        trained learner at one setting) or ``"reference"`` (a reference policy at one setting).
+        trained learner at one setting), ``"reference"`` (a reference policy at one setting) or
+        ``"bound"`` (the upper bound on any policy of those held-out episodes).
     method : str
         Learner or reference policy name.
     seed : int
@@ -141,10 +142,38 @@ def _reference_cell(profile: Profile, cell: Cell, out: Path) -> None:
         tasks_per_episode=cell.tasks,
     )
     seeds = [eval_seed(cell.seed, k) for k in range(profile.sweep_episodes)]
-    specs = [EpisodeSpec(s, 0) for s in seeds]
+    specs = [EpisodeSpec(s, profile.final_phase) for s in seeds]
     ref = evaluate_references(config, [cell.method], {cell.seed: specs}, "eval_episode")
     ds = ref.isel(policy=0, seed=0, drop=True)[list(METRICS)]
     ds["env_seed"] = ("eval_episode", np.asarray(seeds, np.int64))
+    ds.attrs.update(cell=cell.name, wall_s=time.perf_counter() - start)
+    write_dataset(ds, cell.path(out))
+
+
+def _bound_cell(profile: Profile, cell: Cell, out: Path) -> None:
+    from baselines.bound import episode_bound
+
+    start = time.perf_counter()
+    config = TrainConfig(
+        scenario=profile.scenario,
+        t_max=cell.t_max,
+        seeds=(cell.seed,),
+        tasks_per_episode=cell.tasks,
+    )
+    env = config.world.make()
+    seeds = [eval_seed(cell.seed, k) for k in range(profile.sweep_episodes)]
+    bounds = [
+        episode_bound(env, s, options=EpisodeSpec(s, profile.final_phase).options) for s in seeds
+    ]
+    ds = xr.Dataset(
+        {
+            "bound_rg": ("eval_episode", [b.rg for b in bounds]),
+            "bound_completion": ("eval_episode", [b.completion for b in bounds]),
+            "no_contention_rg": ("eval_episode", [b.no_contention_rg for b in bounds]),
+            "env_seed": ("eval_episode", np.asarray(seeds, np.int64)),
+        },
+        coords={"eval_episode": np.arange(len(seeds))},
+    )
     ds.attrs.update(cell=cell.name, wall_s=time.perf_counter() - start)
     write_dataset(ds, cell.path(out))
 
@@ -179,6 +208,8 @@ def run_cell(profile: Profile, cell: Cell, out: str | Path, *after: Any) -> str:
         _eval_cell(profile, cell, Path(out))
     elif cell.kind == "reference":
         _reference_cell(profile, cell, Path(out))
+    elif cell.kind == "bound":
+        _bound_cell(profile, cell, Path(out))
     else:
         raise ValueError(f"cell kind {cell.kind!r} is unknown")
     return cell.name

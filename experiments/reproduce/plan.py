@@ -59,7 +59,7 @@ class Plan:
         return list(dict.fromkeys(out))
 
     def cells(self) -> list[Cell]:
-        """Training cells first, then evaluation cells, then reference cells."""
+        """Training cells first, then evaluation cells, reference cells and bound cells."""
         p = self.profile
         cells = [Cell("train", m, s, p.t_max, p.tasks) for m in self.methods for s in p.seeds]
         for kind, names in (("eval", self.methods), ("reference", p.references)):
@@ -69,6 +69,9 @@ class Plan:
                 for s in p.seeds
                 for st in self.settings()
             ]
+        if p.bound:
+            st = self.training_setting
+            cells += [Cell("bound", "bound", s, st.t_max, st.tasks) for s in p.seeds]
         return cells
 
 

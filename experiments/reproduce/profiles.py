@@ -92,6 +92,9 @@ class Profile:
         Held-out episodes per sweep cell (Figs. 4, 5 and the summary table).
     smooth : int
         Moving-average width of the Fig. 3 curves.
+    bound : bool
+        Also compute the upper bound on any policy (:func:`baselines.bound.episode_bound`) of
+        every held-out episode at the training setting.
     """
 
     name: str
@@ -107,6 +110,7 @@ class Profile:
     eval_episodes: int = 5
     sweep_episodes: int = 5
     smooth: int = 1
+    bound: bool = False
 
     def __post_init__(self) -> None:
         from baselines import POLICY_NAMES
@@ -143,6 +147,15 @@ class Profile:
         raise ReproductionError(
             f"profile {self.name!r} has no budget for the {family!r} family and no 'default'"
         )
+
+    @property
+    def final_phase(self) -> int:
+        """The world's phase of the held-out episodes after training: the largest budget.
+
+        It matters only in worlds that change across training episodes (``drift``), where every
+        budget of a profile should be equal so that learners and references meet one world.
+        """
+        return max(b.episodes for _, b in self.budgets)
 
     def train_config(self, method: str, seed: int) -> TrainConfig:
         """The training run of one learner and seed (budget of its family)."""

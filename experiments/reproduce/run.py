@@ -53,7 +53,7 @@ class ReproductionResult(NamedTuple):
     wall_s: float
 
 
-def _check_out(profile: Profile, out: Path) -> None:
+def check_out(profile: Profile, out: Path) -> None:
     """Refuse a run folder that holds cells of another profile."""
     if out.exists() and not out.is_dir():
         raise ReproductionError(f"--out {out} is a file; give a folder for the reproduction")
@@ -95,7 +95,7 @@ def local_cluster(workers: int, silence: int = logging.ERROR) -> Any:
     )
 
 
-def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
+def connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     """A Dask client: on a running scheduler, or on a new LocalCluster of single-threaded workers."""
     from dask.distributed import Client
 
@@ -111,7 +111,7 @@ def _connect(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
-def _dashboard_line(client: Any) -> str:
+def dashboard_line(client: Any) -> str:
     try:
         import bokeh  # noqa: F401
     except ImportError:
@@ -122,43 +122,57 @@ def _dashboard_line(client: Any) -> str:
     return f"dask dashboard: {client.dashboard_link}"
 
 
-def _execute(
-    client: Any,
-    profile: Profile,
-    cells: Sequence[Cell],
-    out: Path,
-    progress: bool,
-) -> int:
-    """Submit the unfinished cells (evaluation after its training) and wait for all of them."""
+class Job(NamedTuple):
+    """One cell to compute: the profile it belongs to, the cell and its run folder."""
+
+    profile: Profile
+    cell: Cell
+    out: Path
+
+    @property
+    def label(self) -> str:
+        """The cell's name, prefixed with its profile's when several profiles run at once."""
+        return f"{self.profile.name}/{self.cell.name}"
+
+
+def execute(client: Any, jobs: Sequence[Job], progress: bool) -> int:
+    """Submit the unfinished cells (evaluation after its training) and wait for all of them.
+
+    Returns
+    -------
+    int
+        Cells computed (the others were found finished).
+    """
     from dask.distributed import as_completed
 
     from experiments.progress import ProgressReporter
 
-    todo = [c for c in cells if not c.path(out).exists()]
+    todo = [j for j in jobs if not j.cell.path(j.out).exists()]
     token = uuid.uuid4().hex[:8]  # task keys unique to this call; the results do not depend on it
-    futures: dict[Any, Cell] = {}
-    trains: dict[str, Any] = {}
-    priority = {"train": 2, "eval": 1, "reference": 0}  # long training cells start first
-    for c in todo:
-        deps = [trains[c.train_name]] if c.kind == "eval" and c.train_name in trains else []
+    futures: dict[Any, Job] = {}
+    trains: dict[tuple[Path, str], Any] = {}
+    priority = {"train": 2, "eval": 1, "reference": 0, "bound": 0}  # long training cells first
+    for j in todo:
+        c = j.cell
+        dep = trains.get((j.out, c.train_name)) if c.kind == "eval" else None
         fut = client.submit(
             run_cell,
-            profile,
+            j.profile,
             c,
-            str(out),
-            *deps,
-            key=f"{c.name.replace('/', '-')}-{token}",
+            str(j.out),
+            *([] if dep is None else [dep]),
+            key=f"{j.label.replace('/', '-')}-{token}",
             priority=priority[c.kind],
             pure=False,
         )
-        futures[fut] = c
+        futures[fut] = j
         if c.kind == "train":
-            trains[c.name] = fut
-    reused = len(cells) - len(todo)
-    with ProgressReporter(len(cells), "cells", enabled=progress, initial=reused) as bar:
+            trains[(j.out, c.name)] = fut
+    reused = len(jobs) - len(todo)
+    with ProgressReporter(len(jobs), "cells", enabled=progress, initial=reused) as bar:
         bar.update(reused, f"{reused} reused" if reused else "")
         for fut in as_completed(list(futures)):
-            cell = futures[fut]
+            job = futures[fut]
             try:
                 fut.result()
             except Exception as err:
@@ -166,9 +180,9 @@ def _execute(
                     other.cancel()
                 message = str(err).splitlines()[0] if str(err) else ""
                 raise ReproductionError(
-                    f"cell {cell.name} failed: {type(err).__name__}: {message}"
+                    f"cell {job.label} failed: {type(err).__name__}: {message}"
                 ) from err
-            bar.advance(1, cell.name)
+            bar.advance(1, job.label)
     return len(todo)
 
 
@@ -219,7 +233,7 @@ def run_reproduction(
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     if workers is not None and scheduler is not None:
         raise ValueError("give --workers or --scheduler, not both")
-    _check_out(prof, out)
+    check_out(prof, out)
     say = log if log is not None else (lambda _msg: None)
     if plan.skipped:
         say(
@@ -232,12 +246,12 @@ def run_reproduction(
         lambda tmp: Path(tmp).write_text(json.dumps(prof.identity(), indent=1)),
     )
     cells = plan.cells()
-    client, cluster = _connect(workers or os.cpu_count() or 1, scheduler)
+    client, cluster = connect(workers or os.cpu_count() or 1, scheduler)
     try:
         if progress:
-            say(_dashboard_line(client))
+            say(dashboard_line(client))
         start = time.perf_counter()
-        computed = _execute(client, prof, cells, out, progress)
+        computed = execute(client, [Job(prof, c, out) for c in cells], progress)
         wall = time.perf_counter() - start
     finally:
         client.close()
