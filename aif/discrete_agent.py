@@ -1,8 +1,10 @@
 """A discrete active-inference agent: a thin, stateful shell over the engine's pure functions.
 
 Each step infers states (exact, fixed-point, marginal message passing or smoothing over a
-window), evaluates every policy by expected free energy, learns Dirichlet parameters, and
-chooses an action; the empirical prior of the next step is the posterior pushed through ``B``.
+window), evaluates every policy by expected free energy (or searches a tree of actions and
+outcomes, sophisticated inference; optionally with an inductive cost), learns Dirichlet
+parameters, and chooses an action; the empirical prior of the next step is the posterior pushed
+through ``B``.
 Every tensor carries a leading batch axis, so one agent object runs a population of agents.
 """
 
@@ -33,6 +35,13 @@ from aif.planning import (
     select_action,
 )
 from aif.sequence import infer_states_mmp, joint_transition, smooth_states
+from aif.sophisticated import (
+    SearchSettings,
+    SophisticatedResult,
+    efe_inductive,
+    inductive_matrices,
+    sophisticated_search,
+)
 
 __all__ = [
     "AgentStep",
@@ -42,6 +51,7 @@ __all__ = [
 ]
 
 InferenceMethod = Literal["fpi", "exact", "mmp", "smooth"]
+PolicySearch = Literal["policies", "sophisticated"]
 
 
 class CategoricalModel(Protocol):
@@ -65,16 +75,27 @@ class CategoricalModel(Protocol):
 class PolicyInference(NamedTuple):
     """Policy posterior and the expected free energy behind it.
 
+    With ``policy_search="sophisticated"`` the "policies" are the agent's one-step actions
+    (:attr:`DiscreteAgent.actions`) and every field has ``n_actions`` columns.
+
     Attributes
     ----------
     q_pi : Tensor, shape (batch, n_policies)
-        ``softmax(-gamma * efe + log E)``.
+        ``softmax(-gamma * (efe + inductive_cost) + log E)`` (the tree's root posterior times
+        the habits with sophisticated search).
     efe : EFEResult
-        Every part of the expected free energy, each of shape (batch, n_policies).
+        Every part of the expected free energy, each of shape (batch, n_policies) (recursive
+        over the tree with sophisticated search). Inductive cost not included.
+    inductive_cost : Tensor, shape (batch, n_policies), optional
+        With ``use_inductive=True``.
+    search : tuple of SophisticatedResult, optional
+        With sophisticated search: one per batch element (nodes expanded, pruned mass, ...).
     """
 
     q_pi: Tensor
     efe: EFEResult
+    inductive_cost: Tensor | None = None
+    search: tuple[SophisticatedResult, ...] | None = None
 
 
 class AgentStep(NamedTuple):
@@ -135,6 +156,12 @@ class DiscreteAgent:
     :meth:`end_episode` learns ``pD`` from the belief about the first state and resets the
     episode; learnt parameters persist.
 
+    ``policy_search="sophisticated"`` replaces step 2 by a tree search over actions and outcomes
+    (:func:`aif.sophisticated.sophisticated_search`, Friston et al. 2021): ``q(pi)`` is then a
+    posterior over the next action. ``use_inductive=True`` adds the inductive cost of leaving
+    the states from which the intended states ``H`` remain reachable
+    (:func:`aif.sophisticated.efe_inductive`, Friston et al. 2023), in either search.
+
     Parameters
     ----------
     model : CategoricalModel or sequence of CategoricalModel
@@ -171,6 +198,27 @@ class DiscreteAgent:
         (``pD`` defaults to ``D`` when missing).
     lr_pA, lr_pB, lr_pD : float, default 1.0
         Learning rates (pseudo-counts per observation).
+    policy_search : {"policies", "sophisticated"}, default "policies"
+        Score the model's policies (pymdp's ``infer_policies``), or search the tree of actions
+        and outcomes (pymdp's ``si_policy_search``) over the distinct first steps of the
+        policies.
+    search : SearchSettings, optional
+        Horizon, thresholds and node budget of the sophisticated search; default
+        ``SearchSettings(horizon=policy_len)``.
+    use_inductive : bool, default False
+        Add the inductive cost (pymdp's ``use_inductive``); needs ``H`` or ``reachability``.
+    H : sequence of Tensor, optional
+        Intended states per factor, ``H[f]`` of shape (n_s[f],) or (batch, n_s[f]): 1 for a
+        goal state, all zeros for a factor without intentions (pymdp's ``H``).
+    reachability : sequence of Tensor, optional
+        The inductive matrices themselves, ``(depth, n_s[f])`` or ``(batch, depth, n_s[f])``
+        (pymdp's ``I``); default built from ``H`` and ``B`` (and rebuilt when ``B`` is learnt).
+    inductive_depth : int, default 1
+        Rows of the inductive matrices (steps of backward induction).
+    inductive_threshold : float, default 0.1
+        Transitions at most this probable are not paths.
+    inductive_epsilon : float, default 1e-3
+        Each forbidden state costs ``-log(inductive_epsilon)`` nats.
     seed : int, optional
         Seeds the agent's own generator for stochastic action selection.
     device : torch.device or str, optional
@@ -223,6 +271,14 @@ class DiscreteAgent:
         lr_pA: float = 1.0,
         lr_pB: float = 1.0,
         lr_pD: float = 1.0,
+        policy_search: PolicySearch = "policies",
+        search: SearchSettings | None = None,
+        use_inductive: bool = False,
+        H: Sequence[Tensor] | None = None,
+        reachability: Sequence[Tensor] | None = None,
+        inductive_depth: int = 1,
+        inductive_threshold: float = 0.1,
+        inductive_epsilon: float = 1e-3,
         seed: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -241,6 +297,26 @@ class DiscreteAgent:
             raise ValueError(f"DiscreteAgent: sampling={sampling!r}; expected 'full' or 'marginal'")
         if num_iter < 1:
             raise ValueError(f"DiscreteAgent: num_iter={num_iter}; expected >= 1")
+        if policy_search not in ("policies", "sophisticated"):
+            raise ValueError(
+                f"DiscreteAgent: policy_search={policy_search!r}; expected 'policies' or "
+                "'sophisticated'"
+            )
+        if policy_search == "sophisticated" and use_param_info_gain:
+            raise ValueError(
+                "DiscreteAgent: use_param_info_gain=True with policy_search='sophisticated'; "
+                "the tree search has no novelty term, expected use_param_info_gain=False"
+            )
+        if use_inductive and H is None and reachability is None:
+            raise ValueError(
+                "DiscreteAgent: use_inductive=True needs H or reachability; got neither"
+            )
+        if inductive_depth < 1:
+            raise ValueError(f"DiscreteAgent: inductive_depth={inductive_depth}; expected >= 1")
+        if not 0.0 < inductive_epsilon <= 1.0:
+            raise ValueError(
+                f"DiscreteAgent: inductive_epsilon={inductive_epsilon}; expected a value in (0, 1]"
+            )
         if inference_horizon is not None and inference_horizon < 1:
             raise ValueError(f"DiscreteAgent: inference_horizon={inference_horizon}; expected >= 1")
         models = list(model) if isinstance(model, Sequence) else [model]
@@ -359,7 +435,61 @@ class DiscreteAgent:
                 f"(n_o, {', '.join(map(str, self.num_states))}) per modality"
             )
         self._evaluator: PolicyEvaluator | None = None
+
+        # Sophisticated search: the distinct first steps of the policies, and the habits
+        # summed over the policies that share a first step.
+        self.policy_search: PolicySearch = policy_search
+        self.search: SearchSettings = (
+            search if search is not None else SearchSettings(horizon=int(self.policies.shape[1]))
+        )
+        actions, first = torch.unique(self.policies[:, 0, :], dim=0, return_inverse=True)
+        self.actions: Tensor = actions
+        E_action = torch.zeros(
+            self.batch_size, int(actions.shape[0]), dtype=self.dtype, device=self.device
+        )
+        self._E_action = E_action.index_add_(1, first, self.E)
+
+        # Inductive inference: goal states and their backward reachability.
+        self.use_inductive = use_inductive
+        self.inductive_depth = int(inductive_depth)
+        self.inductive_threshold = float(inductive_threshold)
+        self.inductive_epsilon = float(inductive_epsilon)
+        self.H: list[Tensor] | None = None
+        if H is not None:
+            if len(H) != F:
+                raise ValueError(f"DiscreteAgent: H has {len(H)} factors; expected {F}")
+            self.H = []
+            for f, h in enumerate(H):
+                h = torch.as_tensor(h, dtype=self.dtype, device=self.device)
+                if h.shape[-1] != self.num_states[f] or h.dim() not in (1, 2):
+                    raise ValueError(
+                        f"DiscreteAgent: H[{f}] has shape {tuple(h.shape)}; expected "
+                        f"({self.num_states[f]},) or ({self.batch_size}, {self.num_states[f]})"
+                    )
+                self.H.append(h.expand(self.batch_size, self.num_states[f]).clone())
+        self.reachability: list[Tensor] | None = None
+        if reachability is not None:
+            self.reachability = []
+            for f, r in enumerate(reachability):
+                r = torch.as_tensor(r, dtype=self.dtype, device=self.device)
+                if r.dim() not in (2, 3) or r.shape[-1] != self.num_states[f]:
+                    raise ValueError(
+                        f"DiscreteAgent: reachability[{f}] has shape {tuple(r.shape)}; expected "
+                        f"(depth, {self.num_states[f]}) or ({self.batch_size}, depth, "
+                        f"{self.num_states[f]})"
+                    )
+                self.reachability.append(r.expand(self.batch_size, *r.shape[-2:]).clone())
+        elif self.H is not None:
+            self._refresh_reachability()
         self.reset()
+
+    def _refresh_reachability(self) -> None:
+        """Inductive matrices from ``H`` and the current ``B`` (again after learning ``B``)."""
+        if self.H is None:
+            return
+        self.reachability = inductive_matrices(
+            self.H, self.B, self.inductive_threshold, self.inductive_depth
+        )
 
     # ----------------------------------------------------------------------------------------
     # Episode state
@@ -538,8 +668,35 @@ class DiscreteAgent:
         """
         if self.qs is None:
             raise ValueError("DiscreteAgent.infer_policies: call infer_states first")
-        precompiled = not self._learning and not self.use_param_info_gain
-        if precompiled:
+        if self.policy_search == "sophisticated":
+            result = self._infer_sophisticated()
+            self._q_pi, self._efe = result.q_pi, result.efe
+            if self.history and self.history[-1].t == self.t:
+                self.history[-1] = self.history[-1]._replace(q_pi=result.q_pi, efe=result.efe)
+            return result
+        inductive: Tensor | None = None
+        precompiled = not self._learning and not self.use_param_info_gain and not self.use_inductive
+        if self.use_inductive:
+            assert self.reachability is not None
+            scored = efe_inductive(
+                self.qs,
+                self.A,
+                self.B,
+                self.C,
+                self.policies,
+                self.reachability,
+                epsilon=self.inductive_epsilon,
+                pA=self.pA,
+                pB=self.pB,
+                use_utility=self.use_utility,
+                use_states_info_gain=self.use_states_info_gain,
+                use_param_info_gain=self.use_param_info_gain,
+                info_gain=self.info_gain,
+                novelty_form=self.novelty_form,
+            )
+            efe, inductive = scored.efe, scored.inductive_cost
+            q_pi = policy_posterior(scored.total, self.gamma, self.log_E)
+        elif precompiled:
             if self._evaluator is None:
                 self._evaluator = PolicyEvaluator(
                     self.A,
@@ -574,7 +731,43 @@ class DiscreteAgent:
         self._q_pi, self._efe = q_pi, efe
         if self.history and self.history[-1].t == self.t:
             self.history[-1] = self.history[-1]._replace(q_pi=q_pi, efe=efe)
-        return PolicyInference(q_pi, efe)
+        return PolicyInference(q_pi, efe, inductive)
+
+    def _infer_sophisticated(self) -> PolicyInference:
+        """The tree search from every batch element's belief, one tree per element."""
+        assert self.qs is not None
+        results = []
+        for b in range(self.batch_size):
+            results.append(
+                sophisticated_search(
+                    [q[b] for q in self.qs],
+                    [a[b] for a in self.A],
+                    [x[b] for x in self.B],
+                    [c[b] for c in self.C],
+                    self.search,
+                    gamma=self.gamma,
+                    actions=self.actions,
+                    reachability=(
+                        [r[b] for r in self.reachability]
+                        if self.use_inductive and self.reachability is not None
+                        else None
+                    ),
+                    inductive_epsilon=self.inductive_epsilon,
+                    use_utility=self.use_utility,
+                    use_states_info_gain=self.use_states_info_gain,
+                    info_gain=self.info_gain,
+                    # The tree's belief updates: mean field for the mean-field agents, exact
+                    # marginals otherwise.
+                    inference="fpi" if self.inference in ("fpi", "mmp") else "exact",
+                    num_iter=self.num_iter,
+                )
+            )
+        q_tree = torch.stack([r.q_action for r in results])
+        q_pi = q_tree * self._E_action
+        q_pi = q_pi / q_pi.sum(-1, keepdim=True)
+        efe = EFEResult(*(torch.stack([r.efe[k] for r in results]) for k in range(6)))
+        inductive = torch.stack([r.inductive_cost for r in results]) if self.use_inductive else None
+        return PolicyInference(q_pi, efe, inductive, tuple(results))
 
     def sample_action(self, generator: torch.Generator | None = None) -> Tensor:
         """Choose the next action of every batch element from ``q(pi)``.
@@ -592,7 +785,7 @@ class DiscreteAgent:
             raise ValueError("DiscreteAgent.sample_action: call infer_policies first")
         action = select_action(
             self._q_pi,
-            self.policies,
+            self.actions.unsqueeze(1) if self.policy_search == "sophisticated" else self.policies,
             self.action_selection,
             generator if generator is not None else self.generator,
             sampling=self.sampling,
@@ -665,6 +858,7 @@ class DiscreteAgent:
                 q_prev, q_next, pairwise = self._prev_qs, qs, None
             self.pB = update_pB(self.pB, q_next, q_prev, self.action, self.lr_pB, pairwise=pairwise)
             self.B = [dirichlet_mean(p, dim=1) for p in self.pB]
+            self._refresh_reachability()
 
     def _last_pairwise(self) -> list[Tensor] | None:
         """Exact ``q(s_t, s_{t-1} | o_{0:t})`` per factor (next state first)."""
@@ -716,6 +910,7 @@ class DiscreteAgent:
         if self.learn_B:
             assert self.pB is not None
             self.B = [dirichlet_mean(p, dim=1) for p in self.pB]
+            self._refresh_reachability()
         if flush:
             self._obs, self._actions, self._window_prior = [], [], None
             return
