@@ -237,7 +237,9 @@ def assemble(plan: Plan, out: Path | str) -> xr.DataTree:
     children["timing"] = xr.DataTree(timing)
     from environments import ScenarioConfig
 
-    window = ScenarioConfig.preset(p.scenario).episode_window_s
+    scenario = ScenarioConfig.preset(p.scenario)
+    window = scenario.episode_window_s
+    changes = scenario.drift.change_points()
     budgets = {m: p.train_config(m, p.seeds[0]).episodes for m in plan.methods}
     attrs = {
         "kind": "reproduction",
@@ -254,6 +256,9 @@ def assemble(plan: Plan, out: Path | str) -> xr.DataTree:
         "t_max": float(p.t_max),
         "tasks": int(p.tasks),
         "window_s": float(window),
+        # Training episodes at which the world changes (worlds that drift), with labels.
+        "change_points": json.dumps(sorted({c.episode for c in changes})),
+        "change_labels": json.dumps([f"{c.episode}: {c.description}" for c in changes]),
         "episodes": json.dumps(budgets),
         "sweep_episodes": int(p.sweep_episodes),
         "smooth": int(p.smooth),

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -73,12 +73,16 @@ class World:
         Deadline (s); None: the preset's.
     tasks : int or None
         Tasks per episode; None: the preset's.
+    episodes : int or None
+        Training episodes of every learner in this world; None: the suite's budgets (a world
+        whose changes come late in training needs its own).
     """
 
     name: str
     scenario: str
     t_max: float | None = None
     tasks: int | None = None
+    episodes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,13 @@ class Suite:
         from environments import ScenarioConfig
 
         preset = ScenarioConfig.preset(world.scenario)
+        budgets = self.budgets
+        if world.episodes is not None:
+            budgets = tuple((f, replace(b, episodes=world.episodes)) for f, b in budgets)
         return Profile(
             name=f"{self.name}-{world.name}",
             seeds=self.seeds,
-            budgets=self.budgets,
+            budgets=budgets,
             t_max_points=(),
             load_points=(),
             references=self.references,
