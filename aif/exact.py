@@ -1438,8 +1438,6 @@ class MeanFieldStateInference:
             g.reshape(-1)
             for g in torch.meshgrid(*[torch.arange(n, device=device) for n in ns], indexing="ij")
         ]
-        lead = 1 if batched else 0
-        n_rows = int(tables.table.shape[lead]) if tables.table is not None else 0
         flat = torch.arange(S, device=device)
         # Message matrix over the product of the other factors' beliefs: row f * n_max + s_f,
         # column the mixed-radix index (base P) of the other factors' slots in factor order,
@@ -1456,34 +1454,27 @@ class MeanFieldStateInference:
                         col = col * P + g * n_max + grids[g]
                 index[f * n_max + grids[f], col] = flat
             self._msg_index = index.reshape(-1)
-            entries = n_rows * P ** F * max(1, tables.batch_size or 1)
-            if tables.table is not None and (F == 2 or tables.batch_size is None):
-                if entries <= _MAX_TABLE_ENTRIES * (16 if batched else 1):
+            # One message matrix per joint outcome, for single observations (batches read
+            # the log-likelihood rows instead).
+            if tables.table is not None and tables.batch_size is None:
+                if int(tables.table.shape[0]) * P**F <= _MAX_TABLE_ENTRIES:
                     self._msg_table = self._messages(tables.table, index.shape[1])
-        if F > 2:
-            # For batches (and models too large for the outer product): the product of the
-            # other factors' beliefs at every (factor, joint state), from their slots.
+        if F > 1:
+            # For batches (and models too large for the outer product): the other factors'
+            # slots at every (factor, joint state), and the 0/1 map (P, F * S) that sums each
+            # factor's block of (product of the others) * log p(o | s) onto its own slots.
             others = torch.zeros(F * S, F - 1, dtype=torch.long, device=device)
+            gather = torch.zeros(P, F * S, dtype=dtype, device=device)
             for f in range(F):
                 cols = [g * n_max + grids[g] for g in range(F) if g != f]
                 others[f * S : (f + 1) * S] = torch.stack(cols, dim=1)
+                gather[f * n_max + grids[f], f * S + flat] = 1.0
             self._others = others
-            # 0/1 map (F * S, P) that sums each factor's block onto its own slots.
-            gather = torch.zeros(F * S, P, dtype=dtype, device=device)
-            for f in range(F):
-                gather[f * S + flat, f * n_max + grids[f]] = 1.0
-            self._gather_T = gather
-            self._gather_index = (
-                torch.full((P, F * S), S, dtype=torch.long, device=device)
-                .index_put_(
-                    (
-                        torch.cat([f * n_max + grids[f] for f in range(F)]),
-                        torch.arange(F * S, device=device),
-                    ),
-                    flat.repeat(F),
-                )
-                .reshape(-1)
-            )
+            self._others_first = others[:, 0].contiguous()
+            self._gather = gather
+            self._gather_index = torch.where(
+                gather.bool(), flat.repeat(F).expand(P, -1), torch.full_like(others[:1, :1], S)
+            ).reshape(-1)
 
     def _messages(self, ll: Tensor, width: int, index: Tensor | None = None) -> Tensor:
         """Message matrices from log-likelihood rows: (..., S) -> (..., P, width)."""
@@ -1561,39 +1552,33 @@ class MeanFieldStateInference:
         return StatePosterior([q2[f, :n] for f, n in enumerate(self.num_states)], None, None)
 
     def _update_batch(self, obs: Tensor, prior: Sequence[Tensor]) -> StatePosterior:
-        """The batched update: the same sweeps with batched products."""
+        """The batched update: the same sweeps with the batch on the last (fastest) axis.
+
+        Beliefs are held as (P, batch), so that the softmax of every factor and every batch
+        element is one reduction over a middle axis of (F, n_max, batch), vectorised along the
+        batch (a softmax over a short last axis is several times slower).
+        """
         tables = self._tables
         F = self._F
         batch = int(obs.shape[0])
-        log_prior = torch.cat(tuple(prior), dim=1).clamp_min(EPS).log_()
+        ll = _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs).T
+        log_prior = torch.cat(tuple(prior), dim=1).T.clamp_min(EPS).log_()  # (sum n_s, batch)
         if F == 1:
-            ll = _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs)
-            return StatePosterior([(ll + log_prior).softmax(1)], None, None)
-        lp = torch.addmm(self._bias, log_prior, self._spread)
-        shape = (batch, F, self._n_max)
-        q = self._q0.expand(batch, self._P)
+            return StatePosterior([(ll + log_prior).softmax(0).T], None, None)
+        lp = torch.addmm(self._bias.unsqueeze(1), self._spread_T, log_prior)  # (P, batch)
+        ll_rep = ll.repeat(F, 1)  # (F * S, batch)
+        shape = (F, self._n_max, batch)
+        q = self._q0.unsqueeze(1).expand(self._P, batch)
+        gather = self._gather
         if F == 2:
-            if self._msg_table is not None:
-                index = obs.mv(tables.radix) if obs.shape[1] > 1 else obs[:, 0]
-                if tables.rows is not None:
-                    msg = self._msg_table[tables.rows, index]
-                else:
-                    msg = self._msg_table.index_select(0, index)
-            else:
-                msg = self._messages(
-                    _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs),
-                    self._P,
-                )
-            lp3 = lp.unsqueeze(-1)
+            first = self._others_first
             for _ in range(self.num_iter):
-                q = torch.baddbmm(lp3, msg, q.unsqueeze(-1)).view(shape).softmax(-1).view(batch, -1)
+                e = q.index_select(0, first).mul_(ll_rep)
+                q = torch.addmm(lp, gather, e).view(shape).softmax(1).view(self._P, batch)
         else:
-            # (prod of the others) * ll per (factor, joint state), summed onto each factor's slots.
-            ll = _table_rows(tables.table, tables.log_A, tables.radix, tables.rows, obs)
-            ll_rep = ll.repeat(1, F)
-            others, gather_T = self._others, self._gather_T
+            others = self._others
             for _ in range(self.num_iter):
-                e = q[:, others].prod(-1).mul_(ll_rep)
-                q = torch.addmm(lp, e, gather_T).view(shape).softmax(-1).view(batch, -1)
+                e = q[others].prod(1).mul_(ll_rep)
+                q = torch.addmm(lp, gather, e).view(shape).softmax(1).view(self._P, batch)
         q3 = q.view(shape)
-        return StatePosterior([q3[:, f, :n] for f, n in enumerate(self.num_states)], None, None)
+        return StatePosterior([q3[f, :n].T for f, n in enumerate(self.num_states)], None, None)

@@ -29,8 +29,15 @@ from typing import Any
 
 import torch
 
-from aif.exact import ExactStateInference, infer_states_exact, infer_states_fpi
+from aif.discrete_agent import DiscreteAgent
+from aif.exact import (
+    ExactStateInference,
+    MeanFieldStateInference,
+    infer_states_exact,
+    infer_states_fpi,
+)
 from aif.planning import PolicyEvaluator, efe_categorical, policy_posterior
+from aif.rollout import CategoricalEnv, Rollout
 from generative_models.categorical import CategoricalPOMDP
 
 MODELS: dict[str, dict[str, Any]] = {
@@ -135,7 +142,12 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=256, help="agents in the batch block")
-    parser.add_argument("--skip-single", action="store_true", help="only the batch block")
+    parser.add_argument("--skip-single", action="store_true", help="no single-model block")
+    parser.add_argument("--rollout-batch", type=int, default=256, help="agents per rollout")
+    parser.add_argument("--rollout-steps", type=int, default=16)
+    parser.add_argument("--rollout-repeats", type=int, default=10, help="rollout pairs")
+    parser.add_argument("--skip-batch", action="store_true", help="no batch block")
+    parser.add_argument("--skip-rollout", action="store_true", help="no rollout block")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
@@ -144,8 +156,10 @@ def main() -> None:
     if not args.skip_single:
         for name, sizes in MODELS.items():
             _bench_model(name, sizes, args)
-    if args.batch > 0:
+    if args.batch > 0 and not args.skip_batch:
         _bench_batch("medium (3 factors, 2 modalities, len 3)", args)
+    if args.rollout_batch > 0 and not args.skip_rollout:
+        _bench_rollout(args)
 
 
 def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> None:
@@ -162,6 +176,7 @@ def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> 
         return policy_posterior(res.efe, 16.0, pomdp.log_E)
 
     exact = ExactStateInference(pomdp.A)
+    mean_field = MeanFieldStateInference(pomdp.A)
     evaluators = {
         kind: PolicyEvaluator(pomdp.A, pomdp.B, C, policies, 16.0, pomdp.log_E, info_gain=kind)  # type: ignore[arg-type]
         for kind in ("per_modality", "joint")
@@ -182,6 +197,9 @@ def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> 
         ),
         "belief update, precompiled (ExactStateInference)": _time(
             lambda: exact.update(obs, D), args.repeats
+        ),
+        "belief update, precompiled mean-field (MeanFieldStateInference, 16 sweeps)": _time(
+            lambda: mean_field.update(obs, D), args.repeats
         ),
         "policy evaluation, precompiled (PolicyEvaluator, per-modality)": _time(
             lambda: evaluators["per_modality"].evaluate(qs), args.repeats
@@ -216,7 +234,13 @@ def _bench_model(name: str, sizes: dict[str, Any], args: argparse.Namespace) -> 
     infer, policies_fn, block = fns
     print(f"  in alternation with pymdp, {args.paired} pairs each:")
     for label, ours, theirs in (
-        ("belief update, precompiled", lambda: exact.update(obs, D), infer),
+        ("belief update, precompiled (exact)", lambda: exact.update(obs, D), infer),
+        ("belief update, precompiled mean-field", lambda: mean_field.update(obs, D), infer),
+        (
+            "belief update, mean-field infer_states_fpi",
+            lambda: infer_states_fpi(pomdp.A, obs, D),
+            infer,
+        ),
         (
             "policy evaluation, precompiled (per-modality)",
             lambda: evaluators["per_modality"].evaluate(qs),
@@ -254,9 +278,9 @@ def _bench_batch(name: str, args: argparse.Namespace) -> None:
     )
     qs = exact.update(obs, D).qs
     # pymdp runs in JAX's default float32; the same evaluator in float32, for a like-for-like row.
-    f32 = [[x.to(torch.float32) for x in xs] for xs in (A, B, C)]
+    A32, B32, C32 = ([x.to(torch.float32) for x in xs] for xs in (A, B, C))
     evaluator32 = PolicyEvaluator(
-        *f32, first.policies, 16.0, log_E.float(), info_gain="per_modality", batched=True
+        A32, B32, C32, first.policies, 16.0, log_E.float(), info_gain="per_modality", batched=True
     )
     qs32 = [q.float() for q in qs]
     singles = [ExactStateInference(m.A) for m in models]
@@ -351,6 +375,145 @@ def _pymdp_batch(
     qs = jax.block_until_ready(infer(obs_j, agent.D))
     jax.block_until_ready(policies(qs))
     return (lambda: infer(obs_j, agent.D)), (lambda: policies(qs)), jax.block_until_ready
+
+
+def _stack_models(models: list[CategoricalPOMDP], attr: str) -> list[torch.Tensor]:
+    return [
+        torch.stack(list(parts)) for parts in zip(*[getattr(m, attr) for m in models], strict=True)
+    ]
+
+
+def _bench_rollout(args: argparse.Namespace) -> None:
+    """Whole episodes: Rollout against pymdp's jitted rollout, both with their environments."""
+    n, steps = int(args.rollout_batch), int(args.rollout_steps)
+    print(
+        f"\nrollout: {n} agents x {steps} steps (infer states, evaluate policies, act, step the "
+        "environments); time per rollout"
+    )
+    for name, sizes in MODELS.items():
+        for own in (False, True):
+            models = [
+                CategoricalPOMDP.random(**sizes, seed=args.seed + (k if own else 0))
+                for k in range(n if own else 1)
+            ]
+            label = f"{name.split(' ')[0]}, {'each agent its own model' if own else 'one model'}"
+            _rollout_rows(label, models, n, steps, args, float32=own and "medium" in name)
+
+
+def _rollout_rows(
+    label: str,
+    models: list[CategoricalPOMDP],
+    n: int,
+    steps: int,
+    args: argparse.Namespace,
+    float32: bool,
+) -> None:
+    """Time one rollout setting: build (compile) times, then run times in alternation."""
+    own = len(models) > 1
+    env_parts = [_stack_models(models, k) if own else getattr(models[0], k) for k in "ABD"]
+    env = CategoricalEnv(*env_parts, batch_size=n, seed=args.seed)
+    model: Any = models if own else models[0]
+    agent = DiscreteAgent(model, batch_size=n, info_gain="per_modality", seed=args.seed)
+    start = time.perf_counter()
+    plan = Rollout(agent)
+    t_build = time.perf_counter() - start
+    ours: dict[str, Callable[[], Any]] = {"Rollout.run": lambda: plan.run(env, steps, seed=0)}
+    builds = {"Rollout.run": t_build}
+    if float32:
+        agent32 = DiscreteAgent(
+            model, batch_size=n, info_gain="per_modality", seed=args.seed, dtype=torch.float32
+        )
+        start = time.perf_counter()
+        plan32 = Rollout(agent32)
+        builds["Rollout.run, float32 (pymdp's dtype here)"] = time.perf_counter() - start
+        ours["Rollout.run, float32 (pymdp's dtype here)"] = lambda: plan32.run(env, steps, seed=0)
+
+    def by_hand() -> None:
+        agent.reset()
+        obs = env.reset(seed=0)
+        for _ in range(steps):
+            obs = env.step(agent.step(obs))
+
+    ref = _pymdp_rollout(models, n, steps)
+    print(f"  {label}:")
+    if ref is not None:
+        run_pm, t_compile, block = ref
+        print(
+            f"    {'pymdp 1.x jitted rollout: compile (first call less one run)':66s} {t_compile:8.2f} s"
+        )
+    for key, seconds in builds.items():
+        print(f"    {key + ': build (tables, validation)':66s} {seconds:8.2f} s")
+    t_hand = _time(by_hand, max(2, args.rollout_repeats // 5))
+    if ref is None:
+        for key, fn in ours.items():
+            print(f"    {key:66s} {_time(fn, args.rollout_repeats) * 1e3:8.1f} ms")
+        print(f"    {'DiscreteAgent.step by hand (before)':66s} {t_hand * 1e3:8.1f} ms")
+        return
+    t_pm_block = _time(run_pm, max(2, args.rollout_repeats // 5), block)
+    print(
+        f"    {'DiscreteAgent.step by hand (before)':66s} {t_hand * 1e3:8.1f} ms"
+        f"  x{t_hand / t_pm_block:6.2f} vs pymdp {t_pm_block * 1e3:8.1f} ms"
+    )
+    for key, fn in ours.items():
+        t_ours, t_pm = _paired(fn, run_pm, args.rollout_repeats, block)
+        print(
+            f"    {key + ', in alternation':66s} {t_ours * 1e3:8.1f} ms"
+            f"  x{t_ours / t_pm:6.2f} vs pymdp {t_pm * 1e3:8.1f} ms"
+        )
+
+
+def _pymdp_rollout(
+    models: list[CategoricalPOMDP], n: int, steps: int
+) -> tuple[Callable[[], Any], float, Callable[[Any], Any]] | None:
+    """pymdp 1.x ``rollout`` of a batched Agent in a PymdpEnv, jitted; and its compile time."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import jax.random as jr
+        from pymdp.agent import Agent
+        from pymdp.envs.env import PymdpEnv
+        from pymdp.envs.rollout import rollout as pymdp_rollout
+    except ImportError:
+        return None
+    own = len(models) > 1
+    first = models[0]
+    assert first.policies is not None and first.C is not None and first.D is not None
+
+    def arrays(attr: str) -> list[Any]:
+        if own:
+            return [jnp.asarray(x.numpy()) for x in _stack_models(models, attr)]
+        return [jnp.asarray(x.numpy()) for x in getattr(first, attr)]
+
+    E_all = [m.E for m in models]
+    assert all(e is not None for e in E_all)
+    E = torch.stack(E_all) if own else E_all[0]  # type: ignore[arg-type]
+    assert E is not None
+    agent = Agent(
+        A=arrays("A"),
+        B=arrays("B"),
+        C=arrays("C"),
+        D=arrays("D"),
+        E=jnp.asarray(E.numpy()),
+        policies=jnp.asarray(first.policies.numpy()),
+        policy_len=first.policy_len,
+        gamma=16.0,
+        batch_size=n,
+    )
+    A0 = [jnp.asarray(a.numpy()) for a in first.A]
+    B0 = [jnp.asarray(b.numpy()) for b in first.B]
+    D0 = [jnp.asarray(d.numpy()) for d in first.D]
+    env = PymdpEnv(A=A0, B=B0, D=D0)
+    env_params = {"A": arrays("A"), "B": arrays("B"), "D": arrays("D")} if own else None
+    # pymdp's rollout runs num_timesteps + 1 steps.
+    run = jax.jit(lambda key: pymdp_rollout(agent, env, steps - 1, key, env_params=env_params))
+    key = jr.PRNGKey(0)
+    start = time.perf_counter()
+    jax.block_until_ready(run(key))
+    first_call = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(run(key))
+    one_run = time.perf_counter() - start
+    return (lambda: run(key)), first_call - one_run, jax.block_until_ready
 
 
 if __name__ == "__main__":
