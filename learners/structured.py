@@ -28,6 +28,7 @@ from generative_models.structured import (
 
 __all__ = [
     "STRUCTURED_TERMS",
+    "CandidateTerms",
     "KnowledgeSettings",
     "PlannerSettings",
     "StructuredAgent",
@@ -114,6 +115,27 @@ class KnowledgeSettings:
             )
         if self.task_classes < 0:
             raise ValueError(f"task_classes must be >= 0, got {self.task_classes!r}")
+
+
+class CandidateTerms(NamedTuple):
+    """The unweighted parts of every action's expected free energy at one decision.
+
+    Arrays of shape (n_actions,), the reject action last: ``guidance`` the expected rewardless
+    guidance E[rg] of the task (0 for reject), ``info_gain`` the parameter information gain of
+    its outcome, ``future`` the expected rg of an imagined next task, ``p_done`` the chance the
+    task completes, ``feasible`` the mask. The planner's EFE is ``-(lambda * guidance + omega *
+    info_gain + discount * lambda * future)``. ``starts``, ``releases`` and ``wait`` (shape
+    (n_actions - 1,)) are the predicted start, release and wait of each non-reject action.
+    """
+
+    guidance: np.ndarray
+    info_gain: np.ndarray
+    future: np.ndarray
+    p_done: np.ndarray
+    feasible: np.ndarray
+    starts: np.ndarray
+    releases: np.ndarray
+    wait: np.ndarray
 
 
 class _Holding(NamedTuple):
@@ -218,8 +240,7 @@ class StructuredAgent:
         problem: np.ndarray,
         t_max: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pragmatic value, information gain and completion probability of candidates."""
-        p = self.planner
+        """Expected rg, parameter information gain and completion probability of candidates."""
         b = self.model.outcome_beliefs(self._post, servers, grants[..., 0], grants[..., 2], problem)
         p_done, guidance, _ = expected_guidance(b, wait, t_max)
         # Parameter information gain of the outcome a scheduler would see: compute time and
@@ -235,7 +256,7 @@ class StructuredAgent:
                 )
             )
         ig = np.where(np.isfinite(ig), ig, 0.0)
-        return p.guidance_weight * guidance, p.info_gain_weight * ig, p_done
+        return guidance, ig, p_done
 
     def _future_value(
         self,
@@ -248,7 +269,7 @@ class StructuredAgent:
         feasible: np.ndarray,
         t_max: float,
     ) -> np.ndarray:
-        """Value of an imagined next task after each candidate (0 for infeasible ones)."""
+        """Expected rg of an imagined next task after each candidate (0 for infeasible ones)."""
         p = self.planner
         n = self.model.n_servers
         rate = self.model.arrival_rate(self._post)
@@ -308,13 +329,74 @@ class StructuredAgent:
             (g[..., 0] > 0) & (g[..., 1] > 0) & (np.floor(g[..., 2] * samples) >= 1)
         )
         prob = np.broadcast_to(problems[None, :, None], wait.shape)
-        pragmatic, _, _ = self._score(
+        guidance, _, _ = self._score(
             np.broadcast_to(next_srv, wait.shape), np.maximum(g, 1e-9), wait, prob, t_max
         )
         # The imagined task is worth what it is expected to earn; its information gain is left
         # out (it would reward states that leave odd remnants of resources to explore with).
-        value = np.where(ok, pragmatic, 0.0).max(axis=-1)  # (A, M)
+        value = np.where(ok, guidance, 0.0).max(axis=-1)  # (A, M)
         return value.mean(axis=1)
+
+    def candidate_terms(
+        self,
+        view: SchedulerView,
+        now: float,
+        problem: int,
+        holdings: Sequence[_Holding],
+        t_max: float,
+    ) -> CandidateTerms:
+        """The unweighted terms of every action's expected free energy at the current decision.
+
+        Parameters
+        ----------
+        view : SchedulerView
+            At the decision (its readings, mask and grant options).
+        now : float
+            The clock (s).
+        problem : int
+            The task as the model knows it (problem or prompt-length class).
+        holdings : sequence of _Holding
+            The agent's predictions of its grants in flight.
+        t_max : float
+        """
+        readings = view.readings
+        free, running, waiting = readings.free, readings.running, readings.waiting
+        servers = view.action_servers
+        queued = np.isnan(view.action_levels)
+        grants = view.grant_options()
+        wait = self._waits(now, list(holdings), free, running, waiting, servers, queued)
+        prob = np.full(servers.shape, problem)
+        guidance, ig, p_done = self._score(servers, np.maximum(grants, 1e-9), wait, prob, t_max)
+        feasible = view.mask[:-1]
+        future = np.zeros(servers.size + 1)
+        b = self.model.outcome_beliefs(
+            self._post, servers, np.maximum(grants[:, 0], 1e-9), grants[:, 2], prob
+        )
+        compute = np.exp(b.log_compute_mean)
+        starts = now + wait
+        releases = np.minimum(starts + compute + b.net_s, now + t_max)
+        if self.planner.horizon == 2:
+            future = self._future_value(
+                now,
+                list(holdings),
+                np.append(servers, 0),
+                np.vstack([grants, np.zeros((1, 3))]),
+                np.append(starts, np.inf),
+                np.append(releases, np.inf),
+                np.append(feasible, False),
+                t_max,
+            )
+        zero = np.zeros(1)
+        return CandidateTerms(
+            np.concatenate([guidance, zero]),
+            np.concatenate([ig, zero]),
+            future,
+            np.concatenate([p_done, zero]),
+            np.append(feasible, True),
+            starts,
+            releases,
+            wait,
+        )
 
     def _decide(
         self,
@@ -324,58 +406,36 @@ class StructuredAgent:
         holdings: list[_Holding],
         t_max: float,
     ) -> tuple[int, dict[str, float], tuple[float, float, float]]:
-        readings = view.readings
-        free, running, waiting = readings.free, readings.running, readings.waiting
-        mask = view.mask
-        servers = view.action_servers
-        queued = np.isnan(view.action_levels)
-        grants = view.grant_options()
-        wait = self._waits(now, holdings, free, running, waiting, servers, queued)
-        prob = np.full(servers.shape, problem)
-        pragmatic, ig, p_done = self._score(servers, np.maximum(grants, 1e-9), wait, prob, t_max)
-        feasible = mask[:-1]
-        future = np.zeros(servers.size + 1)
-        b = self.model.outcome_beliefs(
-            self._post, servers, np.maximum(grants[:, 0], 1e-9), grants[:, 2], prob
-        )
-        compute = np.exp(b.log_compute_mean)
-        starts = now + wait
-        releases = np.minimum(starts + compute + b.net_s, now + t_max)
-        if self.planner.horizon == 2:
-            all_srv = np.append(servers, 0)
-            all_grants = np.vstack([grants, np.zeros((1, 3))])
-            all_feasible = np.append(feasible, False)
-            future = self._future_value(
-                now,
-                holdings,
-                all_srv,
-                all_grants,
-                np.append(starts, np.inf),
-                np.append(releases, np.inf),
-                all_feasible,
-                t_max,
-            )
-        efe = np.full(servers.size + 1, np.inf)
-        efe[:-1] = np.where(feasible, -pragmatic - ig - self.planner.discount * future[:-1], np.inf)
-        efe[-1] = -self.planner.discount * future[-1]  # reject: nothing now, the next task later
-        if self.planner.precision > 0:
-            logits = -self.planner.precision * (efe - efe[np.isfinite(efe)].min())
+        p = self.planner
+        terms = self.candidate_terms(view, now, problem, holdings, t_max)
+        pragmatic = p.guidance_weight * terms.guidance
+        ig = p.info_gain_weight * terms.info_gain
+        future = p.guidance_weight * terms.future
+        efe = np.where(terms.feasible, -pragmatic - ig - p.discount * future, np.inf)
+        if p.precision > 0:
+            logits = -p.precision * (efe - efe[np.isfinite(efe)].min())
             q = np.exp(np.where(np.isfinite(logits), logits, -np.inf))
             action = int(self.rng.choice(efe.size, p=q / q.sum()))
         else:
             action = int(np.argmin(efe))
-        if action == view.reject_action:
-            parts = {"efe": float(efe[-1]), "pragmatic_value": 0.0, "info_gain": 0.0,
-                     "future_value": float(future[-1]), "p_done": 0.0}  # fmt: skip
-            return action, parts, (math.nan, math.nan, math.nan)
         parts = {
             "efe": float(efe[action]),
             "pragmatic_value": float(pragmatic[action]),
             "info_gain": float(ig[action]),
             "future_value": float(future[action]),
-            "p_done": float(p_done[action]),
+            "p_done": float(terms.p_done[action]),
         }
-        return action, parts, (float(starts[action]), float(releases[action]), float(wait[action]))
+        if action == view.reject_action:
+            return action, parts, (math.nan, math.nan, math.nan)
+        return (
+            action,
+            parts,
+            (
+                float(terms.starts[action]),
+                float(terms.releases[action]),
+                float(terms.wait[action]),
+            ),
+        )
 
     # ------------------------------------------------------------------ playing
     def _view(self, t_max: float | None) -> SchedulerView:
