@@ -11,8 +11,9 @@ Layout (pymdp/SPM, see ``docs/notation.md``): ``A[m]`` has shape ``(n_o[m], n_s[
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -1376,6 +1377,14 @@ class MeanFieldStateInference:
     (batch, n_s[f])) runs the same sweeps with batched products; with ``batched=True`` each
     batch element has its own ``A``.
 
+    With ``compile=True`` the sweeps of a single observation (a few dozen tiny operations,
+    whose cost is the per-operation dispatch) are compiled ahead of time by AOTInductor
+    (``torch.export`` and ``torch._inductor.aoti_compile_and_package``) into one native call.
+    Compiling takes tens of seconds (:attr:`compile_seconds`) and needs a C++ compiler; the
+    result is kept for the process and its package on disk beside Inductor's cache, keyed by
+    the factor sizes, dtype, device and ``num_iter``, so later models of the same layout (and
+    later processes) only load it. Batches are not compiled.
+
     Parameters
     ----------
     A : sequence of Tensor, ``A[m]`` shape (n_o[m], n_s[0], ..., n_s[F-1])
@@ -1385,6 +1394,8 @@ class MeanFieldStateInference:
         Number of sweeps (pymdp 1.x default 16).
     batched : bool, default False
         Whether ``A`` carries a leading batch axis (one model per batch element).
+    compile : bool, default False
+        Compile the single-observation sweeps (ignored with one factor or ``batched=True``).
 
     Attributes
     ----------
@@ -1395,6 +1406,13 @@ class MeanFieldStateInference:
     device : torch.device
     batch_size : int or None
         Number of models when ``batched=True``.
+    compile_seconds : float or None
+        Time spent compiling (or loading the compiled sweeps) here; None without compiling.
+
+    Raises
+    ------
+    RuntimeError
+        With ``compile=True``, when AOTInductor cannot compile (no C++ compiler, ...).
 
     Notes
     -----
@@ -1403,7 +1421,13 @@ class MeanFieldStateInference:
     (``tol``): every call runs ``num_iter`` sweeps, as pymdp 1.x does.
     """
 
-    def __init__(self, A: Sequence[Tensor], num_iter: int = 16, batched: bool = False) -> None:
+    def __init__(
+        self,
+        A: Sequence[Tensor],
+        num_iter: int = 16,
+        batched: bool = False,
+        compile: bool = False,
+    ) -> None:
         if num_iter < 1:
             raise ValueError(f"MeanFieldStateInference: num_iter={num_iter}; expected >= 1")
         tables = _likelihood_tables(A, batched, "MeanFieldStateInference")
@@ -1476,6 +1500,23 @@ class MeanFieldStateInference:
                 gather.bool(), flat.repeat(F).expand(P, -1), torch.full_like(others[:1, :1], S)
             ).reshape(-1)
 
+        self._sweeps = _MeanFieldSweeps(
+            self._bias,
+            self._spread_T,
+            self._q0,
+            self._others if F > 2 and not self._outer else None,
+            self.num_iter,
+            (F, n_max),
+            self._outer,
+        )
+        self._compiled: Any = None
+        self.compile_seconds: float | None = None
+        if compile and F > 1 and not batched:
+            width = P ** (F - 1) if self._outer else F * S
+            start = time.perf_counter()
+            self._compiled = _compiled_sweeps(self._sweeps, width, self.num_states)
+            self.compile_seconds = time.perf_counter() - start
+
     def _messages(self, ll: Tensor, width: int, index: Tensor | None = None) -> Tensor:
         """Message matrices from log-likelihood rows: (..., S) -> (..., P, width)."""
         padded = torch.nn.functional.pad(ll, (0, 1))  # the zero sentinel at index S
@@ -1517,7 +1558,6 @@ class MeanFieldStateInference:
                 raise IndexError(f"obs = {list(obs)}; expected integer outcome indices below {n}")
             row = row * n + o
         F = self._F
-        log_prior = torch.cat(tuple(prior)).clamp_min_(EPS).log_()
         msg = self._msg_table[row] if self._msg_table is not None else None
         if msg is None:
             if tables.table is not None:
@@ -1527,28 +1567,24 @@ class MeanFieldStateInference:
                 for m in range(1, len(tables.log_A)):
                     ll = ll + tables.log_A[m][obs[m]]
             if F == 1:
+                log_prior = prior[0].clamp_min(EPS).log()
                 return StatePosterior([(ll + log_prior).softmax(0)], None, None)
             if self._outer:
                 msg = self._messages(ll, self._P ** (F - 1))
             else:
                 msg = self._messages(ll, F * math.prod(self.num_states), self._gather_index)
-        lp = torch.addmv(self._bias, self._spread_T, log_prior)
-        q = self._q0
-        shape = (F, self._n_max)
-        if F == 2:
-            for _ in range(self.num_iter):
-                q = torch.addmv(lp, msg, q).view(shape).softmax(1).view(-1)
-        elif self._outer:
-            for _ in range(self.num_iter):
-                k = q
-                for _ in range(F - 2):
-                    k = torch.outer(k, q).view(-1)
-                q = torch.addmv(lp, msg, k).view(shape).softmax(1).view(-1)
+        if self._compiled is not None:
+            for p, n in zip(prior, self.num_states, strict=True):
+                if p.dtype != self.dtype or tuple(p.shape) != (n,) or not p.is_contiguous():
+                    raise ValueError(
+                        f"MeanFieldStateInference.update: prior entries have shapes "
+                        f"{[tuple(x.shape) for x in prior]} and dtypes {[x.dtype for x in prior]};"
+                        f" expected contiguous {self.num_states} in {self.dtype} (compiled sweeps)"
+                    )
+            q = self._compiled.boxed_run([msg, *prior])[0]
         else:
-            others = self._others
-            for _ in range(self.num_iter):
-                q = torch.addmv(lp, msg, q[others].prod(1)).view(shape).softmax(1).view(-1)
-        q2 = q.view(shape)
+            q = self._sweeps.forward(msg, *prior)
+        q2 = q.view(F, self._n_max)
         return StatePosterior([q2[f, :n] for f, n in enumerate(self.num_states)], None, None)
 
     def _update_batch(self, obs: Tensor, prior: Sequence[Tensor]) -> StatePosterior:
@@ -1582,3 +1618,112 @@ class MeanFieldStateInference:
                 q = torch.addmm(lp, gather, e).view(shape).softmax(1).view(self._P, batch)
         q3 = q.view(shape)
         return StatePosterior([q3[f, :n].T for f, n in enumerate(self.num_states)], None, None)
+
+
+class _MeanFieldSweeps(torch.nn.Module):
+    """The sweeps of one mean-field update, as a module so AOTInductor can compile them.
+
+    ``forward(msg, *prior)`` returns the padded beliefs (P,) after ``num_iter`` sweeps from
+    uniform beliefs; ``msg`` is the message matrix of the observation (P, P ** (F - 1)) for
+    the outer-product form, or (P, F * S) with ``others`` for the gathered form.
+    """
+
+    bias: Tensor
+    spread_T: Tensor
+    q0: Tensor
+    others: Tensor | None
+
+    def __init__(
+        self,
+        bias: Tensor,
+        spread_T: Tensor,
+        q0: Tensor,
+        others: Tensor | None,
+        num_iter: int,
+        shape: tuple[int, int],
+        outer: bool,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("bias", bias)
+        self.register_buffer("spread_T", spread_T)
+        self.register_buffer("q0", q0)
+        self.register_buffer("others", others)
+        self.num_iter = num_iter
+        self.shape = shape
+        self.outer = outer
+
+    def forward(self, msg: Tensor, *prior: Tensor) -> Tensor:
+        lp = torch.addmv(self.bias, self.spread_T, torch.cat(prior).clamp_min_(EPS).log_())
+        q = self.q0
+        shape = self.shape
+        F = shape[0]
+        if F == 2:
+            for _ in range(self.num_iter):
+                q = torch.addmv(lp, msg, q).view(shape).softmax(1).view(-1)
+        elif self.outer:
+            for _ in range(self.num_iter):
+                k = q
+                for _ in range(F - 2):
+                    k = torch.outer(k, q).view(-1)
+                q = torch.addmv(lp, msg, k).view(shape).softmax(1).view(-1)
+        else:
+            others = self.others
+            assert others is not None
+            for _ in range(self.num_iter):
+                q = torch.addmv(lp, msg, q[others].prod(1)).view(shape).softmax(1).view(-1)
+        return q
+
+
+#: Compiled sweeps, one per model layout, dtype, device and number of sweeps.
+_COMPILED_SWEEPS: dict[tuple[object, ...], Any] = {}
+
+
+def _compiled_sweeps(sweeps: _MeanFieldSweeps, width: int, num_states: tuple[int, ...]) -> Any:
+    """``sweeps`` compiled ahead of time by AOTInductor into one native call.
+
+    Compiled once per layout, dtype, device and number of sweeps: kept for the process, and
+    the package kept on disk beside Inductor's own cache, so a later process only loads it.
+    """
+    bias = sweeps.bias
+    key = (num_states, width, sweeps.outer, sweeps.num_iter, bias.dtype, str(bias.device))
+    if key in _COMPILED_SWEEPS:
+        return _COMPILED_SWEEPS[key]
+    import hashlib
+    import os
+    import tempfile
+
+    from torch._inductor import aoti_compile_and_package, aoti_load_package
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    digest = hashlib.sha256(repr((key, torch.__version__)).encode()).hexdigest()[:32]
+    folder = os.path.join(cache_dir(), "aif_mean_field")
+    path = os.path.join(folder, f"{digest}.pt2")
+    loader = None
+    if os.path.exists(path):
+        try:
+            loader = aoti_load_package(path).loader
+        except Exception:  # a damaged or foreign package: compile afresh
+            loader = None
+    if loader is None:
+        P = int(bias.shape[0])
+        msg = torch.zeros(P, width, dtype=bias.dtype, device=bias.device)
+        prior = tuple(
+            torch.full((n,), 1.0 / n, dtype=bias.dtype, device=bias.device) for n in num_states
+        )
+        try:
+            program = torch.export.export(sweeps, (msg, *prior))
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                built = aoti_compile_and_package(
+                    program, package_path=os.path.join(tmp, "sweeps.pt2")
+                )
+                os.replace(built, path)  # atomic: a concurrent reader sees all or nothing
+            loader = aoti_load_package(path).loader
+        except Exception as error:  # a missing compiler, an unsupported device, ...
+            raise RuntimeError(
+                "MeanFieldStateInference(compile=True): AOTInductor could not compile the "
+                f"sweeps for factor sizes {num_states} ({type(error).__name__}: {error}); use "
+                "compile=False"
+            ) from error
+    _COMPILED_SWEEPS[key] = loader
+    return loader

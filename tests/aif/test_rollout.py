@@ -112,6 +112,24 @@ def test_mean_field_floors_zero_priors_and_checks_its_inputs() -> None:
         engine.update([-1, 0], prior)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("ns, no", SHAPES[1:3])
+def test_compiled_mean_field_sweeps_equal_the_eager_ones(ns, no) -> None:
+    """AOTInductor-compiled sweeps (tens of seconds to compile the first time on a machine)."""
+    pomdp = _model(ns, no, seed=13)
+    compiled = MeanFieldStateInference(pomdp.A, compile=True)
+    assert compiled.compile_seconds is not None
+    prior = _priors(ns, None, seed=14)
+    for obs in itertools.product(*[range(n) for n in no]):
+        ref = infer_states_fpi(pomdp.A, list(obs), prior)
+        assert _worst(compiled.update(list(obs), prior).qs, ref) < PARITY
+    with pytest.raises(ValueError, match="compiled sweeps"):
+        compiled.update([0] * len(no), [p.float() for p in prior])
+    # Another model of the same layout reuses the compiled sweeps.
+    other = MeanFieldStateInference(_model(ns, no, seed=15).A, compile=True)
+    assert other.compile_seconds is not None and other.compile_seconds < 1.0
+
+
 def test_joint_update_equals_exact_bayes_from_the_same_joint_prior() -> None:
     pomdp = _model([4, 3, 3], [5, 4], seed=8)
     batch = 5
