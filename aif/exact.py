@@ -1609,12 +1609,12 @@ class MeanFieldStateInference:
         if F == 2:
             first = self._others_first
             for _ in range(self.num_iter):
-                e = q.index_select(0, first).mul_(ll_rep)
+                e = q.index_select(0, first) * ll_rep
                 q = torch.addmm(lp, gather, e).view(shape).softmax(1).view(self._P, batch)
         else:
             others = self._others
             for _ in range(self.num_iter):
-                e = q[others].prod(1).mul_(ll_rep)
+                e = q[others].prod(1) * ll_rep
                 q = torch.addmm(lp, gather, e).view(shape).softmax(1).view(self._P, batch)
         q3 = q.view(shape)
         return StatePosterior([q3[f, :n].T for f, n in enumerate(self.num_states)], None, None)

@@ -9,8 +9,9 @@ process of a categorical POMDP as such an environment.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -104,12 +105,20 @@ class Rollout:
     whole batch when every agent has the same ``A``, ``B``, ``C`` and ``E`` (as for an agent
     built from one model). Otherwise every step runs the agent's own methods.
 
+    With ``compile=True`` (fused steps only) the beliefs and the policy evaluation of a step
+    are compiled ahead of time by AOTInductor into one native call for this batch and model
+    (the tables become constants of the compiled code): it takes a minute or two
+    (:attr:`compile_seconds`) and a C++ compiler, and is kept by this object only. Action
+    selection, the next prior and the environments stay outside, so draws are unchanged.
+
     Parameters
     ----------
     agent : DiscreteAgent
         The agents: their model (read here; build a new :class:`Rollout` after changing it),
         settings and generator (action draws, as in
         :meth:`~aif.discrete_agent.DiscreteAgent.step`).
+    compile : bool, default False
+        Compile each step's beliefs and policy evaluation (fused steps only).
 
     Attributes
     ----------
@@ -118,10 +127,20 @@ class Rollout:
         Whether the steps run on the precompiled tables.
     shared : bool
         Whether one model serves the whole batch (fused steps only).
+    compile_seconds : float or None
+        Time spent compiling the step; None without compiling.
+
+    Raises
+    ------
+    RuntimeError
+        With ``compile=True``, when AOTInductor cannot compile the step.
     """
 
-    def __init__(self, agent: DiscreteAgent) -> None:
+    def __init__(self, agent: DiscreteAgent, compile: bool = False) -> None:
         self.agent = agent
+        self.compile_seconds: float | None = None
+        self._step: _Step | None = None
+        self._compiled: Any = None
         self.fused: bool = (
             agent.inference in ("fpi", "exact")
             and not (agent.learn_A or agent.learn_B)
@@ -157,6 +176,11 @@ class Rollout:
             self._engine = MeanFieldStateInference(
                 model(A), num_iter=agent.num_iter, batched=not shared
             )
+        self._step = _Step(self._engine, self._evaluator)
+        if compile:
+            start = time.perf_counter()
+            self._compiled = _compile_step(self._step, agent)
+            self.compile_seconds = time.perf_counter() - start
 
     def run(
         self,
@@ -225,23 +249,26 @@ class Rollout:
 
     def _run_fused(self, env: BatchedEnv, steps: int, obs: Tensor, record: _Record) -> None:
         """Steps on the precompiled tables."""
-        agent, engine, evaluator = self.agent, self._engine, self._evaluator
-        assert engine is not None and evaluator is not None
+        agent = self.agent
         batch, B = agent.batch_size, agent.B
-        exact = isinstance(engine, ExactStateInference)
+        exact = isinstance(self._engine, ExactStateInference)
         prior = [d.clone() for d in agent.D]
         joint_prior = joint_from_marginals(prior).reshape(batch, -1) if exact else None
+        step = self._step
+        assert step is not None
+        F = len(B)
         for t in range(steps):
-            joint: Tensor | None = None
-            if isinstance(engine, ExactStateInference):
-                assert joint_prior is not None
-                post = engine.update_joint(obs, joint_prior)
-                qs, joint = post.qs, post.joint
+            inputs = [obs.contiguous(), *(prior if joint_prior is None else [joint_prior])]
+            if self._compiled is not None:
+                out = self._compiled.boxed_run(inputs)
             else:
-                qs = engine.update(obs, prior).qs
-            evaluation = evaluator.evaluate(qs)
+                out = step.forward(*inputs)
+            qs = list(out[:F])
+            joint = out[F] if exact else None
+            q_pi = out[-7]
+            efe = EFEResult(*out[-6:])
             action = select_action(
-                evaluation.q_pi,
+                q_pi,
                 agent.policies,
                 agent.action_selection,
                 agent.generator,
@@ -249,7 +276,7 @@ class Rollout:
                 alpha=agent.alpha,
                 num_controls=agent.num_controls,
             )
-            record.add(obs, qs, evaluation.q_pi, evaluation.efe, action)
+            record.add(obs, qs, q_pi, efe, action)
             obs = _checked_obs(env.step(action), agent, "env.step")
             if t + 1 < steps:
                 if joint is not None:
@@ -257,6 +284,57 @@ class Rollout:
                     joint_prior = torch.bmm(M, joint.reshape(batch, -1, 1)).squeeze(-1)
                 else:
                     prior = predict_states_batch(qs, B, action)
+
+
+class _Step(torch.nn.Module):
+    """Beliefs and policy evaluation of one fused step (a module, so it can be exported).
+
+    ``forward(obs, *prior)`` (``prior``: the marginals, or the joint prior for exact
+    inference) returns the marginals, the joint (exact inference), ``q(pi)`` and the six parts
+    of the expected free energy.
+    """
+
+    def __init__(
+        self, engine: ExactStateInference | MeanFieldStateInference, evaluator: PolicyEvaluator
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.evaluator = evaluator
+
+    def forward(self, obs: Tensor, *prior: Tensor) -> tuple[Tensor, ...]:
+        if isinstance(self.engine, ExactStateInference):
+            post = self.engine.update_joint(obs, prior[0])
+            assert post.joint is not None
+            out = [*post.qs, post.joint]
+        else:
+            post = self.engine.update(obs, list(prior))
+            out = list(post.qs)
+        evaluation = self.evaluator.evaluate(post.qs)
+        return (*out, evaluation.q_pi, *evaluation.efe)
+
+
+def _compile_step(step: _Step, agent: DiscreteAgent) -> Any:
+    """``step`` compiled ahead of time by AOTInductor for the agent's batch (a loader)."""
+    import os
+    import tempfile
+
+    from torch._inductor import aoti_compile_and_package, aoti_load_package
+
+    batch = agent.batch_size
+    obs = torch.zeros(batch, len(agent.num_obs), dtype=torch.long, device=agent.device)
+    prior = [d.clone() for d in agent.D]
+    if isinstance(step.engine, ExactStateInference):
+        prior = [joint_from_marginals(prior).reshape(batch, -1).contiguous()]
+    try:
+        program = torch.export.export(step, (obs, *prior))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = aoti_compile_and_package(program, package_path=os.path.join(tmp, "step.pt2"))
+            return aoti_load_package(path).loader
+    except Exception as error:  # a missing compiler, an unsupported device, ...
+        raise RuntimeError(
+            f"Rollout(compile=True): AOTInductor could not compile the step "
+            f"({type(error).__name__}: {error}); use compile=False"
+        ) from error
 
 
 def rollout(

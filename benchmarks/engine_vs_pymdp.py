@@ -25,6 +25,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -66,9 +67,10 @@ def _paired(
     fn_b: Callable[[], Any],
     pairs: int,
     block_b: Callable[[Any], Any] = lambda x: x,
+    warmup: int | None = None,
 ) -> tuple[float, float]:
     """Median seconds per call of ``fn_a`` and ``fn_b``, timed in alternation (a, b, a, b, ...)."""
-    for _ in range(max(10, pairs // 10)):
+    for _ in range(max(10, pairs // 10) if warmup is None else warmup):
         fn_a()
         block_b(fn_b())
     a, b = [], []
@@ -447,14 +449,20 @@ def _rollout_rows(
     t_build = time.perf_counter() - start
     ours: dict[str, Callable[[], Any]] = {"Rollout.run": lambda: plan.run(env, steps, seed=0)}
     builds = {"Rollout.run": t_build}
+    agents = {"": agent}
     if float32:
-        agent32 = DiscreteAgent(
+        agents[", float32 (pymdp's dtype here)"] = DiscreteAgent(
             model, batch_size=n, info_gain="per_modality", seed=args.seed, dtype=torch.float32
         )
-        start = time.perf_counter()
-        plan32 = Rollout(agent32)
-        builds["Rollout.run, float32 (pymdp's dtype here)"] = time.perf_counter() - start
-        ours["Rollout.run, float32 (pymdp's dtype here)"] = lambda: plan32.run(env, steps, seed=0)
+    for suffix, each in agents.items():
+        for compiled in (False, True) if args.compile else (False,):
+            key = "Rollout.run" + (", compiled step (AOTInductor)" if compiled else "") + suffix
+            if key in ours:
+                continue
+            start = time.perf_counter()
+            built = Rollout(each, compile=compiled)
+            builds[key] = time.perf_counter() - start
+            ours[key] = partial(built.run, env, steps, seed=0)
 
     def by_hand() -> None:
         agent.reset()
@@ -470,7 +478,8 @@ def _rollout_rows(
             f"    {'pymdp 1.x jitted rollout: compile (first call less one run)':66s} {t_compile:8.2f} s"
         )
     for key, seconds in builds.items():
-        print(f"    {key + ': build (tables, validation)':66s} {seconds:8.2f} s")
+        what = "compile" if "compiled" in key else "build (tables, validation)"
+        print(f"    {key + ': ' + what:66s} {seconds:8.2f} s")
     t_hand = _time(by_hand, max(2, args.rollout_repeats // 5))
     if ref is None:
         for key, fn in ours.items():
@@ -483,7 +492,7 @@ def _rollout_rows(
         f"  x{t_hand / t_pm_block:6.2f} vs pymdp {t_pm_block * 1e3:8.1f} ms"
     )
     for key, fn in ours.items():
-        t_ours, t_pm = _paired(fn, run_pm, args.rollout_repeats, block)
+        t_ours, t_pm = _paired(fn, run_pm, args.rollout_repeats, block, warmup=2)
         print(
             f"    {key + ', in alternation':66s} {t_ours * 1e3:8.1f} ms"
             f"  x{t_ours / t_pm:6.2f} vs pymdp {t_pm * 1e3:8.1f} ms"

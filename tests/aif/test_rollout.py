@@ -264,6 +264,22 @@ def test_rollout_equals_stepping_the_agent_by_hand(own: bool, settings: dict[str
         assert start is not None and not torch.allclose(agent.pA[0], start[0])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("inference", ["fpi", "exact"])
+def test_compiled_rollout_steps_equal_the_eager_ones(inference: str) -> None:
+    """AOTInductor-compiled steps (about a minute to compile each)."""
+    model, env = _setting(True, batch=4, sizes=SMALL)
+    agent = DiscreteAgent(model, batch_size=4, inference=inference, seed=1)
+    compiled = Rollout(agent, compile=True)
+    assert compiled.compile_seconds is not None
+    fast = compiled.run(env, 4, seed=2, efe_parts=True)
+    slow = Rollout(agent).run(env, 4, seed=2, efe_parts=True)
+    assert torch.equal(fast.action, slow.action)
+    assert torch.allclose(fast.q_pi, slow.q_pi, atol=1e-10, rtol=0)
+    assert fast.efe_parts is not None and slow.efe_parts is not None
+    assert torch.allclose(fast.efe_parts.risk, slow.efe_parts.risk, atol=1e-10, rtol=0)
+
+
 def test_rollout_repeats_with_the_same_seeds_and_runs_in_float32() -> None:
     model, env = _setting(False, batch=4, sizes=SMALL)
     runs = [
