@@ -29,6 +29,7 @@ from generative_models.structured import (
 __all__ = [
     "STRUCTURED_TERMS",
     "CandidateTerms",
+    "Holding",
     "KnowledgeSettings",
     "PlannerSettings",
     "StructuredAgent",
@@ -138,7 +139,9 @@ class CandidateTerms(NamedTuple):
     wait: np.ndarray
 
 
-class _Holding(NamedTuple):
+class Holding(NamedTuple):
+    """The agent's prediction of one of its grants in flight: server, grant (3,), start, release."""
+
     server: int
     grant: np.ndarray
     start_pred: float
@@ -207,7 +210,7 @@ class StructuredAgent:
     def _waits(
         self,
         now: float,
-        holdings: list[_Holding],
+        holdings: list[Holding],
         free: np.ndarray,
         running: np.ndarray,
         waiting: np.ndarray,
@@ -261,7 +264,7 @@ class StructuredAgent:
     def _future_value(
         self,
         now: float,
-        holdings: list[_Holding],
+        holdings: list[Holding],
         servers: np.ndarray,
         grants: np.ndarray,
         starts: np.ndarray,
@@ -342,7 +345,7 @@ class StructuredAgent:
         view: SchedulerView,
         now: float,
         problem: int,
-        holdings: Sequence[_Holding],
+        holdings: Sequence[Holding],
         t_max: float,
     ) -> CandidateTerms:
         """The unweighted terms of every action's expected free energy at the current decision.
@@ -355,7 +358,7 @@ class StructuredAgent:
             The clock (s).
         problem : int
             The task as the model knows it (problem or prompt-length class).
-        holdings : sequence of _Holding
+        holdings : sequence of Holding
             The agent's predictions of its grants in flight.
         t_max : float
         """
@@ -398,16 +401,45 @@ class StructuredAgent:
             wait,
         )
 
-    def _decide(
-        self,
-        view: SchedulerView,
-        now: float,
-        problem: int,
-        holdings: list[_Holding],
-        t_max: float,
-    ) -> tuple[int, dict[str, float], tuple[float, float, float]]:
+    @staticmethod
+    def update_holdings(view: SchedulerView, holdings: dict[int, Holding]) -> dict[int, Holding]:
+        """The predictions of the grants still in flight, corrected by what the view now shows.
+
+        A grant the view no longer lists was released (or given up at its deadline); one that
+        has started is moved to its known start time, its predicted release with it.
+        """
+        now = view.clock
+        known = {g.task: g for g in view.grants}
+        current: dict[int, Holding] = {}
+        for index, h in holdings.items():
+            g = known.get(index)
+            if g is None:
+                continue
+            if g.start_time is not None and g.start_time != h.start_pred:
+                shift = g.start_time - h.start_pred
+                h = h._replace(start_pred=g.start_time, release_pred=h.release_pred + shift)
+            if h.release_pred <= now:
+                h = h._replace(release_pred=now + 0.1)
+            current[index] = h
+        return current
+
+    @staticmethod
+    def holding(view: SchedulerView, action: int, terms: CandidateTerms) -> Holding:
+        """The prediction of the grant a (non-reject) action makes now."""
+        return Holding(
+            int(view.action_servers[action]),
+            view.grant_options()[action].astype(np.float64),
+            float(terms.starts[action]),
+            float(terms.releases[action]),
+        )
+
+    def task_index(self, prompt_tokens: float, problem: int) -> int:
+        """The index the model knows a task by: its problem, or its prompt-length class."""
+        return self._task(prompt_tokens, problem)
+
+    def choose(self, terms: CandidateTerms) -> tuple[int, dict[str, float]]:
+        """The action of least expected free energy (or a softmax draw), and its EFE parts."""
         p = self.planner
-        terms = self.candidate_terms(view, now, problem, holdings, t_max)
         pragmatic = p.guidance_weight * terms.guidance
         ig = p.info_gain_weight * terms.info_gain
         future = p.guidance_weight * terms.future
@@ -425,17 +457,7 @@ class StructuredAgent:
             "future_value": float(future[action]),
             "p_done": float(terms.p_done[action]),
         }
-        if action == view.reject_action:
-            return action, parts, (math.nan, math.nan, math.nan)
-        return (
-            action,
-            parts,
-            (
-                float(terms.starts[action]),
-                float(terms.releases[action]),
-                float(terms.wait[action]),
-            ),
-        )
+        return action, parts
 
     # ------------------------------------------------------------------ playing
     def _view(self, t_max: float | None) -> SchedulerView:
@@ -449,7 +471,7 @@ class StructuredAgent:
         model = self.model
         t_max = view.t_max
         view.reset(seed=int(episode.env_seed), options=episode.options)
-        holdings: dict[int, _Holding] = {}
+        holdings: dict[int, Holding] = {}
         task_of: list[int] = []
         decision_s: list[float] = []
         parts_rows: list[list[float]] = []
@@ -467,31 +489,13 @@ class StructuredAgent:
                     task,
                 )
             last_arrival = now
-            # What the scheduler knows now of its earlier grants: which are still in flight and,
-            # once it has happened, when each started; the rest stays predicted.
-            known = {g.task: g for g in view.grants}
-            current: dict[int, _Holding] = {}
-            for index, h in holdings.items():
-                g = known.get(index)
-                if g is None:
-                    continue  # released, or given up at its deadline
-                if g.start_time is not None and g.start_time != h.start_pred:
-                    shift = g.start_time - h.start_pred
-                    h = h._replace(start_pred=g.start_time, release_pred=h.release_pred + shift)
-                if h.release_pred <= now:
-                    h = h._replace(release_pred=now + 0.1)
-                current[index] = h
-            holdings = current
+            holdings = self.update_holdings(view, holdings)
             t0 = time.perf_counter()
-            action, parts, (start_pred, release_pred, _) = self._decide(
-                view, now, task, list(holdings.values()), t_max
-            )
+            terms = self.candidate_terms(view, now, task, list(holdings.values()), t_max)
+            action, parts = self.choose(terms)
             decision_s.append(time.perf_counter() - t0)
             if action != view.reject_action:
-                grant = view.grant_options()[action].astype(np.float64)
-                holdings[request.decision] = _Holding(
-                    int(view.action_servers[action]), grant, start_pred, release_pred
-                )
+                holdings[request.decision] = self.holding(view, action, terms)
             _, _, terminated, truncated, _ = view.step(action)
             done = bool(terminated or truncated)
             parts_rows.append([parts[k] for k in STRUCTURED_TERMS])
