@@ -190,12 +190,15 @@ _DRL = {
 }
 for _name, _text in _DRL.items():
     register_learner(_name, f"baselines.drl.learner:build_{_name}", _text, family="deep-rl")
+#: Learning rates of the informed learners, kept by the same pre-registered tuning budget as the
+#: plain ones (3 rates x validation seeds 100 and 101, 100 episodes; docs/baselines.md).
+_INFORMED_RATES = {"rainbow": 3e-4, "ppo": 3e-4, "sac": 3e-4}
 for _name, _text in _DRL.items():
     register_learner(
         f"{_name}-informed",
         f"baselines.drl.learner:build_{_name}",
         f"{_name} observing also the problem identity, its own grants in flight, the clock and "
         "the server configuration (what aif reads)",
-        {"features": "informed"},
+        {"features": "informed", "learning_rate": _INFORMED_RATES[_name]},
         family="deep-rl",
     )
