@@ -175,9 +175,13 @@ class Profile:
         )
 
     def identity(self) -> dict[str, Any]:
-        """What a run folder's cells depend on: everything but the default method list."""
+        """What a run folder's cells depend on: everything but the lists of methods and references.
+
+        A cell is named by its method, so a longer list of methods or references only adds cells.
+        """
         d = json.loads(json.dumps(asdict(self), default=str))
         d.pop("methods")
+        d.pop("references")
         return d
 
     def to_json(self) -> str:
