@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -1711,14 +1712,16 @@ def _compiled_sweeps(sweeps: _MeanFieldSweeps, width: int, num_states: tuple[int
             torch.full((n,), 1.0 / n, dtype=bias.dtype, device=bias.device) for n in num_states
         )
         try:
-            program = torch.export.export(sweeps, (msg, *prior))
             os.makedirs(folder, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            with warnings.catch_warnings(), tempfile.TemporaryDirectory(dir=folder) as tmp:
+                # torch's own deprecation notices from export and packaging
+                warnings.simplefilter("ignore", FutureWarning)
+                program = torch.export.export(sweeps, (msg, *prior))
                 built = aoti_compile_and_package(
                     program, package_path=os.path.join(tmp, "sweeps.pt2")
                 )
                 os.replace(built, path)  # atomic: a concurrent reader sees all or nothing
-            loader = aoti_load_package(path).loader
+                loader = aoti_load_package(path).loader
         except Exception as error:  # a missing compiler, an unsupported device, ...
             raise RuntimeError(
                 "MeanFieldStateInference(compile=True): AOTInductor could not compile the "

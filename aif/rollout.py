@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -326,8 +327,10 @@ def _compile_step(step: _Step, agent: DiscreteAgent) -> Any:
     if isinstance(step.engine, ExactStateInference):
         prior = [joint_from_marginals(prior).reshape(batch, -1).contiguous()]
     try:
-        program = torch.export.export(step, (obs, *prior))
-        with tempfile.TemporaryDirectory() as tmp:
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+            # torch's own deprecation notices from export and packaging, not the caller's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.export.export(step, (obs, *prior))
             path = aoti_compile_and_package(program, package_path=os.path.join(tmp, "step.pt2"))
             return aoti_load_package(path).loader
     except Exception as error:  # a missing compiler, an unsupported device, ...

@@ -1,15 +1,19 @@
-"""Time per belief update and per policy evaluation: exact path, SVI path and pymdp, side by side.
+"""Time per belief update, policy evaluation and rollout: engine and pymdp, side by side.
 
 Run ``python benchmarks/engine_vs_pymdp.py``. Every number is measured in this run on the same
 seeded models; ratios are engine time / pymdp 1.x (jitted) time, so below 1 means faster.
-The precompiled rows (:class:`aif.exact.ExactStateInference`, :class:`aif.planning.PolicyEvaluator`)
-are built once before timing, as pymdp's jitted functions are compiled once; each timed call
-still does the whole update or evaluation from its inputs.
+The precompiled rows (:class:`aif.exact.ExactStateInference`,
+:class:`aif.exact.MeanFieldStateInference`, :class:`aif.planning.PolicyEvaluator`) are built
+once before timing, as pymdp's jitted functions are compiled once; each timed call still does
+the whole update or evaluation from its inputs. pymdp's belief update is mean-field fixed-point
+iteration (16 sweeps), the one :class:`~aif.exact.MeanFieldStateInference` runs; the exact rows
+are joint Bayes. The compiled mean-field row (``compile=True``, AOTInductor) prints its compile
+time; ``--no-compile`` skips every compiled row.
 
 At the small model both libraries sit at their per-call dispatch floor (tens of microseconds), where
-machine load moves a median by more than the difference between them. The last block therefore
-times the precompiled path and pymdp in alternation, call for call (``--paired`` pairs, after a
-warm-up), so that load falls on both alike, and prints the ratio of the two medians.
+machine load moves a median by more than the difference between them. The single-model block
+therefore also times the precompiled paths and pymdp in alternation, call for call (``--paired``
+pairs, after a warm-up), so that load falls on both alike, and prints the ratio of the two medians.
 
 The batch block (``--batch``, default 256 medium models, each with its own seeded A, B, C, D)
 times one batched call of the precompiled update and policy evaluation against pymdp's jitted
@@ -17,6 +21,14 @@ times one batched call of the precompiled update and policy evaluation against p
 also times the pre-batch way, one precompiled update per agent in a Python loop. The engine's rows
 run in float64 (the models' dtype); pymdp runs in JAX's default float32, so the policy evaluation
 is also timed in float32.
+
+The rollout block (``--rollout-batch`` agents, default 256, for ``--rollout-steps`` steps, default
+16) runs whole episodes: :class:`aif.rollout.Rollout` with a :class:`aif.rollout.CategoricalEnv`
+against pymdp's jitted ``pymdp.envs.rollout.rollout`` with a ``PymdpEnv`` of the same model, for
+the small and the medium model, once with one model for every agent and once with each agent its
+own. Build and compile times are printed apart from run times; run times are medians of
+``--rollout-repeats`` rollouts alternated with pymdp's. Stepping ``DiscreteAgent`` by hand is
+timed for reference.
 """
 
 from __future__ import annotations
