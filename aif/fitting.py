@@ -51,6 +51,7 @@ __all__ = [
     "action_log_likelihood",
     "agent_model",
     "agent_parameters",
+    "check_parameters",
     "choice_model",
     "fit_agent",
     "fit_choice_weights",
