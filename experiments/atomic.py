@@ -79,29 +79,28 @@ def check_writable(path: Path | str, folder: bool = False) -> None:
     Raises
     ------
     ValueError
-        One line saying what is in the way, to follow ``path`` in a message: a folder is there (a
-        file was asked for), a file is there (a folder was asked for), or something else than a
-        regular file; a folder on the way is a file; or the nearest existing folder refuses new
-        files (with the system's reason).
+        One line, starting with ``path``, saying what is in the way: ``path`` is a folder (a file
+        was asked for), a file (a folder was asked for) or not a regular file; a folder on the way
+        is a file; or the nearest existing folder refuses new files (with the system's reason).
     """
     path = Path(path)
     if path.exists():
         if folder and not path.is_dir():
-            raise ValueError("a file is there; give a folder")
+            raise ValueError(f"{path} is a file; give a folder")
         if not folder and path.is_dir():
-            raise ValueError("a folder is there; give a file name")
+            raise ValueError(f"{path} is a folder; give a file name")
         if not folder and not stat.S_ISREG(path.stat().st_mode):
-            raise ValueError("something other than a regular file is there; give a file name")
+            raise ValueError(f"{path} is not a regular file; give a file name")
     base = path if folder else path.parent
     while not base.exists() and base != base.parent:
         base = base.parent
     if not base.is_dir():
-        raise ValueError(f"{base} is a file, not a folder")
+        raise ValueError(f"{path}: {base} is a file, not a folder")
     try:
         fd, probe = tempfile.mkstemp(dir=base, prefix=".aif-probe-", suffix=".tmp")
     except OSError as err:
         raise ValueError(
-            f"cannot create a file in {base} ({err.strerror or type(err).__name__})"
+            f"{path}: cannot create a file in {base} ({err.strerror or type(err).__name__})"
         ) from None
     os.close(fd)
     Path(probe).unlink(missing_ok=True)

@@ -123,7 +123,7 @@ def _check_out(option: str, path: Path, folder: bool = False) -> None:
     try:
         check_writable(path, folder=folder)
     except ValueError as err:
-        _fail(f"{option} {path}: {err}")
+        _fail(f"{option} {err}")
 
 
 #: Exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).

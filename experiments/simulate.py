@@ -65,7 +65,7 @@ POLICY_LEGEND: dict[str, str] = {
 LOOK_AHEADS: tuple[str, ...] = ("oracle", "oracle_guidance")
 #: The table's columns: (metric, header, digits, meaning), in order.
 _COLUMNS: tuple[tuple[str, str, int, str], ...] = (
-    ("completion_rate", "completion", 3, "share of the tasks done by t_max"),
+    ("completion_rate", "completion", 3, "completion rate: the share of the tasks done by t_max"),
     ("mean_latency", "latency (s)", 2, "mean latency of the completed tasks"),
     ("mean_pass_at_100", "pass@100", 3, "mean pass@100 of the completed tasks (accuracy)"),
     ("total_reward", "reward", 2, "reward of the episode, the sum of r = 1/L + P over its tasks"),
@@ -84,15 +84,15 @@ class SimulationResult:
     policy : str
     scenario : str
     t_max : float
-    seeds : sequence of int, length n_episodes
-        Seed of each episode (``seed + k``; a ``range``, not a list built up front).
+    seeds : list of int, length n_episodes
+        Seed of each episode (``seed + k``).
     episodes : list of EpisodeMetrics, length n_episodes
     """
 
     policy: str
     scenario: str
     t_max: float
-    seeds: Sequence[int]
+    seeds: list[int]
     episodes: list[EpisodeMetrics] = field(default_factory=list)
 
     def values(self, metric: str) -> np.ndarray:
@@ -159,7 +159,7 @@ def evaluate_policy(
     if t_max is not None:
         cfg = cfg.with_overrides(t_max=t_max)
     env = CloudEdgeOffloadEnv(cfg)
-    seeds = range(seed, seed + episodes)  # lazily: --episodes may be huge
+    seeds = range(seed, seed + episodes)  # no list up front: --episodes may be huge
     name = (
         policy if isinstance(policy, str) else str(getattr(policy, "name", type(policy).__name__))
     )
@@ -168,7 +168,7 @@ def evaluate_policy(
         metrics.append(run_episode(env, policy, s)[0])
         if progress is not None:
             progress.advance(1, postfix=name)
-    return SimulationResult(name, cfg.name, cfg.t_max, seeds, metrics)
+    return SimulationResult(name, cfg.name, cfg.t_max, list(seeds), metrics)
 
 
 def results_to_dataset(results: list[SimulationResult]) -> xr.Dataset:

@@ -144,7 +144,7 @@ BAD_INPUTS = [
     (["plot", "{not_results}"], "not_results.nc"),
     (["plot", "{dir}"], "is a folder"),
     (["plot", "{not_results}", "--out", "/proc/fig.png"], "--out /proc/fig.png"),
-    (["plot", "{not_results}", "--out", "{dir}"], "a folder is there"),
+    (["plot", "{not_results}", "--out", "{dir}"], "is a folder"),
     (["plot", "{not_results}", "--out", "fig.xyz"], ".xyz"),
     (["plot", "{not_results}", "--out", "fig"], "--out fig"),
     (["diagnose", "--model", "nope"], "--model"),
@@ -317,17 +317,17 @@ def test_check_writable_names_what_is_in_the_way(tmp_path: Path) -> None:
     check_writable(tmp_path / "run", folder=True)
     assert not (tmp_path / "new").exists() and not (tmp_path / "run").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # the probe is gone
-    with pytest.raises(ValueError, match="a folder is there"):
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
         check_writable(tmp_path)
-    with pytest.raises(ValueError, match="a file is there"):
+    with pytest.raises(ValueError, match="is a file; give a folder"):
         check_writable(a_file, folder=True)
-    with pytest.raises(ValueError, match=f"{a_file} is a file, not a folder"):
+    with pytest.raises(ValueError, match=f": {a_file} is a file, not a folder"):
         check_writable(a_file / "m.nc")
     with pytest.raises(ValueError, match="cannot create a file in /proc"):
         check_writable(Path("/proc/x.nc"))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with pytest.raises(ValueError, match="other than a regular file"):
+    with pytest.raises(ValueError, match="is not a regular file"):
         check_writable(fifo)
 
 
