@@ -327,7 +327,7 @@ def main(
             Text(
                 f"{' and '.join(slow)}: "
                 + ("look-aheads" if many else "a look-ahead")
-                + " with full knowledge of the next tasks, not "
+                + " with full knowledge, not "
                 + ("bounds" if many else "a bound")
                 + " (a policy may do better);"
             )
