@@ -97,7 +97,8 @@ def test_pre_1_0_dependencies_have_an_upper_bound() -> None:
 def test_graphviz_and_pymdp_are_extras() -> None:
     extras = PROJECT["optional-dependencies"]
     assert {Requirement(r).name for r in extras["graphviz"]} == {"graphviz"}
-    assert {Requirement(r).name for r in extras["pymdp"]} == {"inferactively-pymdp"}
+    # pymdp, and numpyro for fitting agents through pymdp (benchmarks/fit_vs_numpyro.py).
+    assert {Requirement(r).name for r in extras["pymdp"]} == {"inferactively-pymdp", "numpyro"}
     assert "mkdocs" in {Requirement(r).name for r in extras["docs"]}
     # make installs only the dev extra; make docs and the docs tests need the docs tools in it.
     dev = {str(Requirement(r)) for r in extras["dev"]}
