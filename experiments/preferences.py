@@ -125,8 +125,12 @@ def record_decisions(
     )
 
 
-def explain(record: DecisionRecord, seed: int = 0, **fit: Any) -> Any:
-    """Posterior of the choice weights (NUTS), an ArviZ DataTree in a ``FitResult``."""
+def explain(record: DecisionRecord, seed: int = 0, scale: float = 20.0, **fit: Any) -> Any:
+    """Posterior of the choice weights (NUTS), an ArviZ DataTree in a ``FitResult``.
+
+    The prior of every weight is Normal(0, ``scale``): wide, since a scheduler acting almost
+    deterministically has weights of tens (a narrow prior would shrink them towards 0).
+    """
     from aif.fitting import fit_choice_weights
 
     # An infeasible action's features may be inf or NaN; the mask removes it from the choice.
@@ -136,6 +140,7 @@ def explain(record: DecisionRecord, seed: int = 0, **fit: Any) -> Any:
         torch.as_tensor(record.choices),
         torch.as_tensor(record.mask),
         terms=list(TERMS),
+        scale=scale,
         seed=seed,
         **fit,
     )
