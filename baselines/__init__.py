@@ -20,7 +20,7 @@ from baselines.heuristics import (
     Policy,
     RandomPolicy,
 )
-from baselines.oracle import LookaheadPolicy, OraclePolicy, completion_upper_bound
+from baselines.lookahead import LookaheadPolicy, OraclePolicy, completion_upper_bound
 
 __all__ = [
     "HEURISTIC_NAMES",
@@ -50,17 +50,18 @@ _FACTORIES: dict[str, Callable[..., Policy]] = {
     "greedy": GreedyPolicy,
     "frugal": FrugalPolicy,
     "edge_first": EdgeFirstPolicy,
-    "oracle": LookaheadPolicy,
-    "oracle_guidance": lambda **kw: LookaheadPolicy(objective="guidance", **kw),
+    "lookahead": LookaheadPolicy,
+    "lookahead_guidance": lambda **kw: LookaheadPolicy(objective="guidance", **kw),
 }
 
-#: Names ``make_policy`` also accepts, for what the registered ``oracle`` policies are: a
-#: look-ahead with full knowledge (a lower bound on the optimum, not a bound on other policies).
-#: They are not in ``policy_names()``, so that "all" does not run the same policy twice.
+#: Names ``make_policy`` also accepts: ``oracle`` and ``oracle_guidance``, the look-aheads' names
+#: in results written before they were named for what they are (a look-ahead with full knowledge
+#: is a lower bound on the optimum, not a bound on other policies). They are not in
+#: ``policy_names()``, so that "all" does not run the same policy twice.
 POLICY_ALIASES: dict[str, Callable[..., Policy]] = {
-    "lookahead": lambda **kw: LookaheadPolicy(name="lookahead", **kw),
-    "lookahead_guidance": lambda **kw: LookaheadPolicy(
-        objective="guidance", name="lookahead_guidance", **kw
+    "oracle": lambda **kw: LookaheadPolicy(name="oracle", **kw),
+    "oracle_guidance": lambda **kw: LookaheadPolicy(
+        objective="guidance", name="oracle_guidance", **kw
     ),
 }
 
@@ -75,9 +76,9 @@ HEURISTIC_NAMES: tuple[str, ...] = (
     "edge_first",
 )
 #: Every policy ``make_policy`` knows, heuristics first, then the look-ahead policies with full
-#: knowledge (registered as oracles): ``oracle`` ranks by completion first, ``oracle_guidance``
-#: by rewardless guidance (the agent's objective). Both are lower bounds on the optimum.
-POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "oracle", "oracle_guidance")
+#: knowledge: ``lookahead`` ranks by completion first, ``lookahead_guidance`` by rewardless
+#: guidance (the agent's objective). Both are lower bounds on the optimum, not upper bounds.
+POLICY_NAMES: tuple[str, ...] = (*HEURISTIC_NAMES, "lookahead", "lookahead_guidance")
 
 
 def register_policy(name: str, factory: Callable[..., Policy]) -> None:

@@ -185,11 +185,17 @@ def _families(env: CloudEdgeOffloadEnv, share_ratio: float) -> _Families:
     env.set_state(at_reset)
     # After computing, the result crosses a cloud's backhaul; radio time is counted as zero.
     deliver = np.asarray(getattr(env, "backhaul_s", np.zeros(n)), dtype=np.float64)
+    # A drift schedule may slow a server down for the episode: its compute time is multiplied.
+    drift = getattr(env, "drift_state", None)
+    scale = np.ones(n) if drift is None else np.asarray(drift["compute_scale"], np.float64)
     tokens_of = np.asarray(env.prompt_tokens, dtype=np.float64)[problems]
-    modes = [
-        {tok: _wave_modes(env.profiles[j], tok) for tok in np.unique(tokens_of).tolist()}
-        for j in range(n)
-    ]
+    modes = []
+    for j in range(n):
+        per_tokens = {}
+        for tok in np.unique(tokens_of).tolist():
+            t_full, memory = _wave_modes(env.profiles[j], tok)
+            per_tokens[tok] = (t_full * max(float(scale[j]), 1.0), memory)
+        modes.append(per_tokens)
     cols: dict[str, list[float]] = {
         key: []
         for key in ("task", "server", "arrival", "release", "latest", "duration", "offset",

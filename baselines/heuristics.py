@@ -195,7 +195,7 @@ class FrugalPolicy:
     Reads the true state and scores candidates with ``env.evaluate_actions`` on the expected
     channel, as :class:`GreedyPolicy` does, but keeps resources for later tasks instead of
     minimising this task's latency. It knows nothing of future tasks; with the realised channel it
-    is the roll-out rule of the oracle.
+    is the roll-out rule of the look-ahead with full knowledge.
     """
 
     name = "frugal"

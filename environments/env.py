@@ -745,7 +745,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
             Compute, bandwidth, memory fractions in [0, 1].
         shadowing : {"expected", "realized"}
             ``"expected"`` uses the deterministic part of the channel (no shadowing sample);
-            ``"realized"`` uses the sample ``step`` will use (full knowledge, for oracles).
+            ``"realized"`` uses the sample ``step`` will use (full knowledge, for look-aheads and bounds).
 
         Returns
         -------
@@ -1012,7 +1012,7 @@ class CloudEdgeOffloadEnv(gym.Env[np.ndarray, dict[str, Any]]):
         return np.sqrt(np.einsum("tsi,tsi->ts", diff, diff)) / 1000.0
 
     def task_schedule(self) -> dict[str, np.ndarray]:
-        """The whole episode's task sequence (offline knowledge, for oracles and analysis).
+        """The whole episode's task sequence (offline knowledge, for look-aheads, bounds and analysis).
 
         Returns arrays of shape (tasks_per_episode,): ``arrival_time``, ``terminal``, ``problem``.
         """

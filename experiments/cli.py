@@ -78,6 +78,7 @@ MAX_SEEDS = 10_000
 DIAGNOSE_MODELS: tuple[str, ...] = ("server-states", "random", "gaussian")
 REPRODUCE_FIGURES: tuple[int, ...] = (3, 4, 5)
 REPRODUCE_PROFILES: tuple[str, ...] = ("quick", "paper")
+REPRODUCE_SUITES: tuple[str, ...] = ("fair-quick", "fair")
 
 
 def _parse_seeds(seeds: str) -> list[int]:
@@ -198,7 +199,7 @@ def simulate(
         str, typer.Option(help="Reference policies: 'all' or a comma list, e.g. cloud,edge_first.")
     ] = "all",
     scenario: Annotated[
-        str, typer.Option(help="Scenario preset: paper, congested or large.")
+        str, typer.Option(help="Scenario preset (`aif scenarios` lists them).")
     ] = "paper",
     tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
     episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 5,
@@ -305,7 +306,7 @@ def train(
         str, typer.Option(help="Learner: run `aif agents` for the list (aif, aif-paper, ppo, ...).")
     ] = "aif",
     scenario: Annotated[
-        str, typer.Option(help="Scenario preset: paper, congested or large.")
+        str, typer.Option(help="Scenario preset (`aif scenarios` lists them).")
     ] = "paper",
     tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
     episodes: Annotated[int, typer.Option(help="Training episodes per seed.")] = 100,
@@ -477,12 +478,24 @@ def reproduce(
             help="Also write the results into this page's generated section (docs/reproduction.md)."
         ),
     ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            help="Run a suite of worlds instead of the paper's figures: fair-quick (minutes) or "
+            "fair (the fair test, about an hour on 2 cores); --docs takes docs/benchmark.md."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress and the dashboard address.")] = True,
 ) -> None:
     """Reproduce the paper's Figs. 3-5 and a summary table, one Dask task per (method, seed, setting).
 
     Finished cells are kept under OUT/cells and skipped when the command runs again.
+
+    With --suite, run a suite of worlds (every learner against the upper bound) the same way.
     """
+    if suite is not None:
+        _reproduce_suite(suite, out, workers, scheduler, docs, progress)
+        return
     figures = _parse_figures(figure)
     if profile not in REPRODUCE_PROFILES:
         _fail(f"--profile {profile!r} is unknown; expected one of {list(REPRODUCE_PROFILES)}")
@@ -547,6 +560,126 @@ def reproduce(
             typer.echo(f"wrote {path}")
     typer.echo(f"results: {result.results}")
     typer.echo(f"report: {result.report}")
+
+
+def _reproduce_suite(
+    name: str,
+    out: Path | None,
+    workers: int | None,
+    scheduler: str | None,
+    docs: Path | None,
+    progress: bool,
+) -> None:
+    """`aif reproduce --suite NAME`: run a suite on Dask, write its report (and docs section)."""
+    if name not in REPRODUCE_SUITES:
+        _fail(f"--suite {name!r} is unknown; expected one of {list(REPRODUCE_SUITES)}")
+    if workers is not None and workers < 1:
+        _fail(f"--workers {workers} must be >= 1")
+    if workers is not None and scheduler is not None:
+        _fail("--workers and --scheduler exclude each other: give one")
+    folder = out if out is not None else Path("runs") / f"suite-{name}"
+    _check_out("--out", folder, folder=True)
+    mark = f"<!-- generated:suite-{name} -->"
+    if docs is not None:
+        if not docs.is_file():
+            _fail(f"--docs {docs} is not a file; give the page to update (docs/benchmark.md)")
+        if mark not in docs.read_text():
+            _fail(f"--docs {docs} has no '{mark}' section to replace")
+        _check_out("--docs", docs)
+    kept = (
+        f"the finished cells under {folder} are kept; run the same command again to compute "
+        "only the rest"
+    )
+    from experiments.reproduce import ReproductionError
+    from experiments.reproduce.suite import run_suite
+    from experiments.reproduce.suite_report import render_suite_report, update_suite_page
+
+    if scheduler is None:
+        _workers_leave_ctrl_c_here()
+    try:
+        with _interruptible(kept):
+            result = run_suite(
+                name, folder, workers=workers, scheduler=scheduler, progress=progress,
+                log=typer.echo,
+            )  # fmt: skip
+            report = render_suite_report(result.results)
+            if docs is not None:
+                for path in update_suite_page(
+                    result.results, docs, f"aif reproduce --suite {name}"
+                ):
+                    typer.echo(f"wrote {path}")
+    except (ReproductionError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"cells: {result.computed} computed, {result.reused} reused")
+    typer.echo(f"results: {result.results}")
+    typer.echo(f"report: {report}")
+
+
+@app.command(cls=_Command)
+def bound(
+    scenario: Annotated[
+        str, typer.Option(help="Scenario preset (`aif scenarios` lists them).")
+    ] = "paper",
+    tmax: Annotated[
+        float | None, typer.Option(help="Task deadline t_max in seconds (default: the preset's).")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Env seeds of the episodes: 0,1,2 or 0-4.")] = "0",
+    tasks: Annotated[
+        int | None, typer.Option(help="Tasks per episode (default: the preset's).")
+    ] = None,
+    dt: Annotated[
+        float, typer.Option(help="Slot length (s) of the relaxation; smaller is tighter, slower.")
+    ] = 0.5,
+    scenario_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A scenario as JSON or YAML (ScenarioConfig fields); replaces --scenario."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    """Print an upper bound on any policy's total rg and completion, per episode (HiGHS LP).
+
+    An LP relaxation of the realised episode that no policy can exceed (docs/bound.md).
+
+    A paper episode (100 tasks) takes about a minute on a 2-core laptop.
+    """
+    if tmax is not None and not 0 < tmax <= 3600:
+        _fail(f"--tmax {tmax} must lie in (0, 3600] seconds")
+    if tasks is not None and not 1 <= tasks <= 100_000:
+        _fail(f"--tasks {tasks} must lie in [1, 100000]")
+    if not 0 < dt <= 60:
+        _fail(f"--dt {dt} must lie in (0, 60] seconds")
+    seed_list = _parse_seeds(seeds)
+    from environments import PRESETS
+
+    if scenario not in PRESETS:
+        _fail(f"--scenario {scenario!r} is unknown; expected one of {list(PRESETS)}")
+    config = _scenario_from_file(scenario_file)
+    from experiments.bounds import bound_table
+
+    with _interruptible("nothing is kept (the table is printed when every episode is bounded)"):
+        try:
+            text = bound_table(
+                scenario if config is None else config,
+                seed_list,
+                t_max=tmax,
+                tasks=tasks,
+                dt=dt,
+                progress=progress,
+            )
+        except ValueError as err:
+            _fail(str(err))
+    typer.echo(text)
+
+
+@app.command(cls=_Command)
+def scenarios() -> None:
+    """List the scenario presets with their tasks per episode, t_max and a line each."""
+    from experiments.bounds import scenario_lines
+
+    for line in scenario_lines():
+        typer.echo(line)
 
 
 @app.command(cls=_Command)

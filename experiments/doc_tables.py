@@ -163,7 +163,7 @@ def _tmax_sweep() -> str:
     rows = []
     for t_max in (3.0, 5.0, 9.0, 10.0, 15.0):
         for row in _reference_rows(
-            ["cloud", "edge_least_loaded", "edge_first", "oracle"], TABLE_EPISODES, t_max=t_max
+            ["cloud", "edge_least_loaded", "edge_first", "lookahead"], TABLE_EPISODES, t_max=t_max
         ):
             rows.append([f"{t_max:g}", *row])
     return _md(["t_max (s)", "policy", *_METRIC_HEADER], rows)
@@ -172,7 +172,7 @@ def _tmax_sweep() -> str:
 def _load_sweep() -> str:
     rows = []
     for tasks in (100, 150, 200):
-        policies = ["cloud", "edge_least_loaded", "greedy", "frugal", "edge_first", "oracle"]
+        policies = ["cloud", "edge_least_loaded", "greedy", "frugal", "edge_first", "lookahead"]
         for row in _reference_rows(policies, TABLE_EPISODES, tasks_per_episode=tasks):
             rows.append([str(tasks), *row])
     return _md(["tasks in 240 s", "policy", *_METRIC_HEADER], rows)

@@ -57,12 +57,12 @@ POLICY_LEGEND: dict[str, str] = {
     "greedy": "the lowest predicted latency for the task, from the true state",
     "frugal": "the smallest grant that completes the task, edges before clouds",
     "edge_first": "an edge server if it answers within the cloud's time, else the cloud",
-    "oracle": "look-ahead knowing the true state and the next tasks: most completions",
-    "oracle_guidance": "the same look-ahead, most reward r first",
+    "lookahead": "look-ahead knowing the true state and the next tasks: most completions",
+    "lookahead_guidance": "the same look-ahead, most reward r first",
 }
 #: The clairvoyant look-aheads: references with full knowledge, not bounds (a policy may beat
 #: them), and by far the slowest policies to evaluate.
-LOOK_AHEADS: tuple[str, ...] = ("oracle", "oracle_guidance")
+LOOK_AHEADS: tuple[str, ...] = ("lookahead", "lookahead_guidance")
 #: The table's columns: (metric, header, digits, meaning), in order.
 _COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     ("completion_rate", "completion", 3, "completion rate: the share of the tasks done by t_max"),

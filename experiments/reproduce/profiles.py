@@ -219,7 +219,7 @@ PROFILES: dict[str, Profile] = {
         t_max_points=tuple(float(t) for t in range(1, 16)),
         # Multiples of 25: PPO's rollout of 25 steps per env must divide an episode.
         load_points=(100, 125, 150, 175, 200),
-        references=(*HEURISTIC_NAMES, "oracle"),
+        references=(*HEURISTIC_NAMES, "lookahead"),
         eval_episodes=5,
         sweep_episodes=5,
         smooth=5,

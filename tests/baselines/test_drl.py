@@ -112,7 +112,9 @@ def test_state_round_trip_continues_identically(name: str):
     la, lb = a.train_round(_eps(3, 4)), b.train_round(_eps(3, 4))
     for x, y in zip(la, lb, strict=True):
         assert [i["server"] for i in x.outcomes] == [i["server"] for i in y.outcomes]
-        assert [i["shares"].tolist() for i in x.outcomes] == [i["shares"].tolist() for i in y.outcomes]
+        assert [i["shares"].tolist() for i in x.outcomes] == [
+            i["shares"].tolist() for i in y.outcomes
+        ]
         assert x.learn_stat == y.learn_stat or (np.isnan(x.learn_stat) and np.isnan(y.learn_stat))
     ea, eb = a.evaluate(EpisodeSpec(9)), b.evaluate(EpisodeSpec(9))
     assert [i["server"] for i in ea.outcomes] == [i["server"] for i in eb.outcomes]

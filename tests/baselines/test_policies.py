@@ -1,4 +1,4 @@
-"""Reference policies: names, valid actions, what they read, and the oracle bound."""
+"""Reference policies: names, valid actions, what they read, and the look-ahead."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from baselines import (
     HEURISTIC_NAMES,
     POLICY_NAMES,
-    OraclePolicy,
+    LookaheadPolicy,
     completion_upper_bound,
     make_policy,
 )
@@ -21,7 +21,7 @@ def small_env(**overrides: object) -> CloudEdgeOffloadEnv:
 
 
 def test_policy_names() -> None:
-    assert set(HEURISTIC_NAMES) < set(POLICY_NAMES) and "oracle" in POLICY_NAMES
+    assert set(HEURISTIC_NAMES) < set(POLICY_NAMES) and "lookahead" in POLICY_NAMES
     with pytest.raises(ValueError, match="nope"):
         make_policy("nope")
 
@@ -140,16 +140,16 @@ def test_frugal_takes_the_smallest_grant_that_completes() -> None:
     assert used_edge
 
 
-def test_oracle_restores_state_and_beats_bound_check() -> None:
+def test_lookahead_restores_state_and_beats_bound_check() -> None:
     env = small_env(episode_window_s=25 / 1.5)
     obs, _ = env.reset(seed=2)
     bound = completion_upper_bound(env)
     assert env.current_task["step"] == 0
-    oracle = OraclePolicy(horizon=4)
+    lookahead = LookaheadPolicy(horizon=4)
     done, completed = False, 0
     while not done:
         snapshot = env.remaining.copy(), env.clock
-        action = oracle.act(env, obs)
+        action = lookahead.act(env, obs)
         assert np.array_equal(env.remaining, snapshot[0]) and env.clock == snapshot[1]
         obs, _, done, _, info = env.step(action)
         completed += info["completed"]
@@ -163,13 +163,13 @@ def test_upper_bound_is_zero_when_nothing_can_complete() -> None:
     assert completion_upper_bound(env) == 0.0
 
 
-def test_oracle_objectives_each_win_on_their_own_criterion() -> None:
+def test_lookahead_objectives_each_win_on_their_own_criterion() -> None:
     """Completion-first and guidance-first clairvoyant planners trade completion for guidance."""
     with pytest.raises(ValueError, match="objective"):
-        OraclePolicy(objective="latency")
+        LookaheadPolicy(objective="latency")
     env = CloudEdgeOffloadEnv(ScenarioConfig.preset("paper", tasks_per_episode=60))
     totals = {}
-    for name in ("oracle", "oracle_guidance"):
+    for name in ("lookahead", "lookahead_guidance"):
         completed = guidance = 0.0
         for seed in range(3):
             policy = make_policy(name)
@@ -180,8 +180,8 @@ def test_oracle_objectives_each_win_on_their_own_criterion() -> None:
                 completed += info["completed"]
                 guidance += info["rg"]
         totals[name] = (completed, guidance)
-    assert totals["oracle"][0] >= totals["oracle_guidance"][0]
-    assert totals["oracle_guidance"][1] >= totals["oracle"][1]
+    assert totals["lookahead"][0] >= totals["lookahead_guidance"][0]
+    assert totals["lookahead_guidance"][1] >= totals["lookahead"][1]
 
 
 def test_a_policy_of_ones_own_registers_and_is_evaluated() -> None:

@@ -432,7 +432,7 @@ REGIMES: dict[str, tuple[dict | None, ...]] = {
     "diurnal": (None,),
     "drift": ({"episode": 60}, {"episode": 80}),
 }
-REFERENCES = ("cloud", "greedy", "frugal", "edge_first", "oracle")
+REFERENCES = ("cloud", "greedy", "frugal", "edge_first", "lookahead")
 SEEDS = tuple(range(5))
 
 

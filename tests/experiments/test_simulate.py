@@ -32,11 +32,11 @@ def test_simulate_cli_prints_table_and_writes_netcdf(tmp_path: Path) -> None:
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("cloud", "edge_nearest", "greedy", "random", "oracle", "completion rate"):
+    for name in ("cloud", "edge_nearest", "greedy", "random", "lookahead", "completion rate"):
         assert name in proc.stdout
     ds = xr.open_dataset(out)
     assert ds.sizes["policy"] == len(POLICY_NAMES) and ds.sizes["episode"] == 2
-    assert float(ds["completion_rate"].sel(policy="oracle").mean()) > float(
+    assert float(ds["completion_rate"].sel(policy="lookahead").mean()) > float(
         ds["completion_rate"].sel(policy="random").mean()
     )
     ds.close()

@@ -42,11 +42,11 @@ class LookaheadPolicy:
     objective : {"completion", "guidance"}
         Which criterion ranks the candidates first.
     name : str, optional
-        The policy's name in results; by default the registered names ``"oracle"`` and
-        ``"oracle_guidance"`` of the two objectives.
+        The policy's name in results; by default the registered names ``"lookahead"`` and
+        ``"lookahead_guidance"`` of the two objectives.
     """
 
-    name = "oracle"
+    name = "lookahead"
 
     def __init__(
         self,
@@ -67,7 +67,7 @@ class LookaheadPolicy:
         if name is not None:
             self.name = name
         elif objective == "guidance":
-            self.name = "oracle_guidance"
+            self.name = "lookahead_guidance"
 
     def reset(self, seed: int | None = None) -> None:
         """Stateless (the plan depends only on the episode)."""
