@@ -394,6 +394,9 @@ def test_simulate_fits_100_columns_with_a_legend_of_policies_and_columns(tmp_pat
     for header in ("completion", "latency (s)", "pass@100", "reward", "cloud share"):
         assert any(line.strip().startswith(header + " ") for line in legend), header
     assert "95% bootstrap interval over episodes" in proc.stdout
-    assert "lookahead and lookahead_guidance: look-aheads with full knowledge, not bounds" in proc.stdout
+    assert (
+        "lookahead and lookahead_guidance: look-aheads with full knowledge, not bounds"
+        in proc.stdout
+    )
     assert "not bounds (a policy may do better);\nthey took" in proc.stdout  # unwrapped
     assert "lookahead and lookahead_guidance (look-aheads" in proc.stderr.splitlines()[0]
