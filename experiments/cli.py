@@ -201,7 +201,9 @@ def simulate(
     scenario: Annotated[
         str, typer.Option(help="Scenario preset (`aif scenarios` lists them).")
     ] = "paper",
-    tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
+    tmax: Annotated[
+        float | None, typer.Option(help="Task deadline t_max in seconds (default: the preset's).")
+    ] = None,
     episodes: Annotated[int, typer.Option(help="Episodes per policy.")] = 5,
     seed: Annotated[int, typer.Option(help="Base seed (>= 0); episode k uses seed + k.")] = 0,
     out: Annotated[
@@ -220,7 +222,7 @@ def simulate(
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Evaluate reference policies on a scenario and print the metrics table with a legend."""
-    if not 0 < tmax <= 3600:
+    if tmax is not None and not 0 < tmax <= 3600:
         _fail(f"--tmax {tmax} must lie in (0, 3600] seconds")
     if episodes < 1:
         _fail(f"--episodes {episodes} must be >= 1")
@@ -239,6 +241,10 @@ def simulate(
     if scenario not in PRESETS:
         _fail(f"--scenario {scenario!r} is unknown; expected one of {list(PRESETS)}")
     config = _scenario_from_file(scenario_file)
+    if tmax is None:
+        from environments import ScenarioConfig
+
+        tmax = float((config or ScenarioConfig.preset(scenario)).t_max)
     from experiments.simulate import main
 
     with _interruptible("nothing was written (--out is written when every policy has run)"):
@@ -308,7 +314,9 @@ def train(
     scenario: Annotated[
         str, typer.Option(help="Scenario preset (`aif scenarios` lists them).")
     ] = "paper",
-    tmax: Annotated[float, typer.Option(help="Task deadline t_max in seconds.")] = 15.0,
+    tmax: Annotated[
+        float | None, typer.Option(help="Task deadline t_max in seconds (default: the preset's).")
+    ] = None,
     episodes: Annotated[int, typer.Option(help="Training episodes per seed.")] = 100,
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. '0,1,2' or '0-4'.")] = "0,1,2",
     tasks: Annotated[
@@ -377,6 +385,15 @@ def train(
     loaded = _scenario_from_file(scenario_file)
     if loaded is not None:
         scenario_json, scenario = loaded.model_dump_json(), loaded.name
+    if tmax is None:
+        from environments import PRESETS, ScenarioConfig
+
+        if loaded is not None:
+            tmax = float(loaded.t_max)
+        elif scenario in PRESETS:
+            tmax = float(ScenarioConfig.preset(scenario).t_max)
+        else:
+            _fail(f"--scenario {scenario!r} is unknown; expected one of {list(PRESETS)}")
     try:
         settings = tuple(parse_setting(text) for text in (setting or []))
         cfg = TrainConfig(

@@ -329,7 +329,7 @@ def main(
                 + ("look-aheads" if many else "a look-ahead")
                 + " with full knowledge, not "
                 + ("bounds" if many else "a bound")
-                + " (a policy may do better);"
+                + " (see aif bound);"
             )
         )
         console.print(

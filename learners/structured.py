@@ -375,7 +375,9 @@ class StructuredAgent:
         b = self.model.outcome_beliefs(
             self._post, servers, np.maximum(grants[:, 0], 1e-9), grants[:, 2], prob
         )
-        compute = np.exp(b.log_compute_mean)
+        # A generic model may extrapolate far outside its data: inf is clipped at t_max below.
+        with np.errstate(over="ignore"):
+            compute = np.exp(b.log_compute_mean)
         starts = now + wait
         releases = np.minimum(starts + compute + b.net_s, now + t_max)
         if self.planner.horizon == 2:

@@ -155,7 +155,7 @@ def _equal(
 
 
 #: Built-in suites. ``fair`` is the fair test (the paper's world and one the agent's model was not
-#: written for, every learner at the same budget of 10 training episodes, 3 seeds, 2 held-out
+#: written for, every learner at the same budget of 10 training episodes, 5 seeds, 2 held-out
 #: episodes each: what fits in about an hour on 2 cores, see docs/benchmark.md); ``fair-quick``
 #: exercises the same pipeline in minutes.
 SUITES: dict[str, Suite] = {
@@ -172,7 +172,7 @@ SUITES: dict[str, Suite] = {
         name="fair",
         worlds=(World("paper", "paper"), World("contention", "contention")),
         methods=FAIR_METHODS,
-        seeds=(0, 1, 2),
+        seeds=(0, 1, 2, 3, 4),
         budgets=_equal(10, 10),
         references=(*HEURISTIC_NAMES, "lookahead"),
         eval_episodes=2,

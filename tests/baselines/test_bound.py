@@ -107,6 +107,12 @@ def test_bound_is_above_search_and_references_when_tasks_meet(seed: int) -> None
     assert bound.rg < bound.no_contention_rg - 1e-3  # contention is counted
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bound_holds_where_co_located_tasks_slow_each_other(seed: int) -> None:
+    # The contention law (outside the relaxation) only lengthens what a task holds.
+    check_chain(tiny_env(4, 4.0, contention={"enabled": True}), seed)
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_completion_bound_below_one_when_deadlines_bind(seed: int) -> None:
     # At t_max = 4 s only the cloud completes, one task at a time at full share.
