@@ -5,24 +5,33 @@ random models (columns of ``A`` and ``B`` drawn as ``u**3``, normalised; log-pre
 ``log_softmax`` of a normal draw; a random belief), one belief at a time, in one run.
 
 Ours runs :func:`aif.sophisticated.sophisticated_search` with pymdp's search semantics
-(``SearchSettings.pymdp``: action and outcome thresholds ``--threshold``, default 1/16, penalty
-512 for pruned branches, per-modality outcome branching, raw preferences, mean-field posteriors)
-in float64; the wide case adds a node budget (``--budget``). pymdp runs its jitted
-``si_policy_search`` in JAX's float32 (its tree search does not run in 64-bit). Its first call
-compiles the search: that time is reported apart (``pymdp 1st``); ``pymdp ms`` and ``ours ms``
-are medians of ``--repeats`` calls after a warm-up. ``ratio`` is pymdp ms / ours ms (above 1:
-ours is faster). ``max|dq|`` is the largest difference of the two root action posteriors (up
-to float32 rounding where the two trees are the same; the budgeted case is a different tree).
+(``SearchSettings.pymdp``: penalty 512 for pruned branches, per-modality outcome branching, raw
+preferences, mean-field posteriors) in float64. The small cases prune actions and outcomes at
+``--threshold`` (default 1/16, pymdp's). The wide case (25 actions, 100 joint outcomes, horizon
+4) keeps every action (``--wide-action-threshold``, default 0: at 1/16 all 25 near-uniform
+actions would be pruned at the root), prunes outcomes at ``--wide-outcome-threshold`` (default
+0.01: none of its outcomes reaches 1/16) and gives ours a budget of ``--budget`` belief nodes.
+
+pymdp runs its jitted ``si_policy_search`` in JAX's float32 (its tree search does not run in
+64-bit), in a subprocess per case killed after ``--pymdp-timeout`` seconds (default 60, import
+and compile included), so that a search that does not finish cannot hang the benchmark. Its
+tree is preallocated (``max_nodes``): the small cases get a size just above what their search
+uses, since pymdp's time per call grows with the preallocated size; the wide case gets 20000
+(``--pymdp-max-nodes`` sets one size for every case). Its ``max_branching`` is the number of
+actions or of outcomes that can pass the threshold, whichever is larger. If the tree fills up,
+pymdp stops expanding and the row says ``TREE FULL``.
+
+Columns: ``ours ms`` and ``pymdp ms`` are medians of ``--repeats`` calls after a warm-up call
+(pymdp: fewer once its timed calls have taken ``--pymdp-timed-s``, at least one); ``pymdp 1st
+s`` is pymdp's first call, compilation plus one search. ``ratio`` is pymdp ms / ours ms (above
+1: ours is faster). ``max|dq|`` is the largest difference of the two root action posteriors
+(float32 rounding where the two trees are the same; the budgeted case is a smaller tree).
 ``pruned`` is our pruned mass weighted by our root posterior: the probability, acting on the
 tree's posteriors, of reaching an outcome branch that was not expanded before the horizon.
-``nodes`` is our count of belief nodes expanded.
-
-pymdp runs in a subprocess per case, under ``--pymdp-timeout`` seconds (default 60, compile
-included), so that a search that does not finish cannot hang the benchmark. Both searches use
-the entropy stop ``--entropy-stop`` (default -1: never stop early, so every tree is searched to
-its horizon). pymdp's preallocated tree has ``--pymdp-max-nodes`` nodes (default 5000, its own
-default; the wide case gets ``--pymdp-wide-max-nodes``, default 20000) and as many children per
-node as the case has actions (at least 16).
+``nodes`` is our count of belief nodes expanded, ``pymdp nodes`` pymdp's used / allocated tree
+nodes (it counts action and outcome nodes). Both searches use the entropy stop
+``--entropy-stop`` (default -1: never stop early, every tree is searched to its horizon) and
+``--gamma`` (default 1, pymdp's).
 """
 
 from __future__ import annotations
@@ -46,9 +55,12 @@ Structure = tuple[list[int], list[int], list[int]]
 
 @dataclass(frozen=True)
 class Case:
+    """One row: a model structure, a horizon, and the size of pymdp's preallocated tree."""
+
     name: str
     structure: Structure
     horizon: int
+    pymdp_max_nodes: int
     budget: bool = False
 
     @property
@@ -56,12 +68,13 @@ class Case:
         return math.prod(self.structure[2])
 
 
+# pymdp's tree sizes for the small cases are just above what its search uses there (358, 5801
+# and 3362 nodes at seed 0): its time per call grows with the preallocated size.
 CASES: list[Case] = [
-    Case("small: 2 factors, 2 modalities", ([3, 2], [3, 2], [2, 2]), 2),
-    Case("small: 2 factors, 2 modalities", ([3, 2], [3, 2], [2, 2]), 3),
-    Case("medium: 2 factors, 2 modalities", ([4, 2], [3, 3], [4, 2]), 2),
-    Case("medium: 2 factors, 2 modalities", ([4, 2], [3, 3], [4, 2]), 3),
-    Case("wide: 2 factors, 3 modalities", ([5, 5], [5, 5, 4], [5, 5]), 4, budget=True),
+    Case("small: 2 factors, 2 modalities", ([3, 2], [3, 2], [2, 2]), 2, 400),
+    Case("small: 2 factors, 2 modalities", ([3, 2], [3, 2], [2, 2]), 3, 6000),
+    Case("medium: 2 factors, 2 modalities", ([4, 2], [3, 3], [4, 2]), 2, 3500),
+    Case("wide: 2 factors, 3 modalities", ([5, 5], [5, 5, 4], [5, 5]), 4, 20000, budget=True),
 ]
 
 
@@ -236,8 +249,18 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=1.0)
     parser.add_argument("--budget", type=int, default=500, help="our node budget, wide case")
     parser.add_argument("--pymdp-timeout", type=float, default=60.0)
-    parser.add_argument("--pymdp-max-nodes", type=int, default=5000)
-    parser.add_argument("--pymdp-wide-max-nodes", type=int, default=20000)
+    parser.add_argument(
+        "--pymdp-max-nodes",
+        type=int,
+        default=None,
+        help="pymdp's preallocated tree size for every case (default: per case)",
+    )
+    parser.add_argument(
+        "--pymdp-timed-s",
+        type=float,
+        default=5.0,
+        help="no further timed pymdp calls once they have taken this long (at least one call)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (ours)")
     parser.add_argument("--no-pymdp", action="store_true", help="time ours only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -258,7 +281,8 @@ def main() -> None:
     width = max(len(label) for label in labels)
     header = (
         f"{'model':<{width}} {'acts':>4} {'hor':>3} {'ours ms':>9} {'pymdp ms':>9} "
-        f"{'pymdp 1st s':>11} {'ratio':>7} {'max|dq|':>8} {'pruned':>7} {'nodes':>6}  pymdp"
+        f"{'pymdp 1st s':>11} {'ratio':>7} {'max|dq|':>8} {'pruned':>7} {'nodes':>6} "
+        f"{'pymdp nodes':>11}  pymdp"
     )
     print(header)
     print("-" * len(header))
@@ -276,7 +300,8 @@ def main() -> None:
                 "entropy_stop": args.entropy_stop,
                 "gamma": args.gamma,
                 "repeats": args.repeats,
-                "max_nodes": args.pymdp_wide_max_nodes if case.budget else args.pymdp_max_nodes,
+                "max_timed_s": args.pymdp_timed_s,
+                "max_nodes": args.pymdp_max_nodes or case.pymdp_max_nodes,
                 "max_branching": max_branching(case, thresholds(case, args)[1]),
             }
             ref = run_pymdp(spec, args.pymdp_timeout)
@@ -284,14 +309,19 @@ def main() -> None:
         if "median_s" in ref:
             pymdp_ms = 1e3 * ref["median_s"]
             cells = (
-                f"{pymdp_ms:9.2f} {ref['first_s']:11.2f} {pymdp_ms / ours_ms:7.2f} "
+                f"{pymdp_ms:9.2f} {ref['first_s']:11.2f} {pymdp_ms / ours_ms:7.1f} "
                 f"{float(np.abs(np.subtract(ours['q'], ref['q'])).max()):8.1e}"
+            )
+            used = f"{ref['nodes']}/{spec['max_nodes']}"
+            status = f"{ref['status']}, {ref['calls']} timed" + (
+                ", TREE FULL" if ref["full"] else ""
             )
         else:
             cells = f"{'-':>9} {'-':>11} {'-':>7} {'-':>8}"
+            used, status = "-", ref["status"]
         print(
             f"{label:<{width}} {case.actions:>4} {case.horizon:>3} {ours_ms:9.2f} {cells} "
-            f"{ours['pruned']:7.4f} {ours['nodes']:>6}  {ref['status']}",
+            f"{ours['pruned']:7.4f} {ours['nodes']:>6} {used:>11}  {status}",
             flush=True,
         )
 
