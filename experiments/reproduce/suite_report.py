@@ -141,31 +141,45 @@ def improvement_md(tree: xr.DataTree, methods: Sequence[str]) -> str:
 
 
 def profile_figure(tree: xr.DataTree, methods: Sequence[str]) -> Any:
-    """Performance profiles of rg over the bound (fraction of runs above each threshold)."""
+    """Performance profiles of rg over the bound (fraction of runs above each threshold).
+
+    Two panels sharing the axes, so that no line hides another: the learners, and the
+    references beside the first learner (the same curve in both, for comparison).
+    """
     import matplotlib.pyplot as plt
 
     rg = score_arrays(tree)
     names = [m for m in methods if m in rg]
-    styles = _styles(names, [str(r) for r in json.loads(tree.attrs["references"])])
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    for m in names:
-        curve = performance_profile(rg[m], THRESHOLDS)
-        draws = stratified_bootstrap(
-            lambda s: performance_profile(s, THRESHOLDS), rg[m], resamples=500
-        )
-        lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
-        st = styles[m]
-        ax.plot(THRESHOLDS, curve, label=m, **st)
-        ax.fill_between(THRESHOLDS, lo, hi, color=st["color"], alpha=0.12, linewidth=0)
-    ax.set_xlabel(r"$\tau$: total rg as a fraction of the upper bound")
-    ax.set_ylabel(r"fraction of runs with score $> \tau$")
+    refs = [str(r) for r in json.loads(tree.attrs["references"])]
+    styles = _styles(names, refs)
+    learners = [m for m in names if m not in refs]
+    panels = [
+        ("learners", learners),
+        ("references", [*learners[:1], *(m for m in names if m in refs)]),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.4), sharey=True)
     lo_x = max(0.0, min(float(np.min(rg[m])) for m in names) - 0.05)
-    ax.set_xlim(lo_x, 1.0)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncols=2, loc="lower left")
+    for ax, (title, group) in zip(axes, panels, strict=True):
+        for m in group:
+            curve = performance_profile(rg[m], THRESHOLDS)
+            draws = stratified_bootstrap(
+                lambda s: performance_profile(s, THRESHOLDS), rg[m], resamples=500
+            )
+            lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
+            st = styles[m]
+            ax.plot(THRESHOLDS, curve, label=m, **st)
+            ax.fill_between(THRESHOLDS, lo, hi, color=st["color"], alpha=0.08, linewidth=0)
+        ax.set_xlabel(r"$\tau$: total rg as a fraction of the upper bound")
+        ax.set_xlim(lo_x, 1.0)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7.5, ncols=1, loc="lower left", framealpha=0.9)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel(r"fraction of runs with score $> \tau$")
     n_runs = next(iter(rg.values())).size
-    ax.set_title(f"Performance profiles over {n_runs} runs (worlds x seeds)", fontsize=10)
+    fig.suptitle(
+        f"Performance profiles over {n_runs} runs (worlds x seeds), 95% bands", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
