@@ -98,14 +98,13 @@ def bound_table(
         rg, done, nc = _up(b.rg, 2), _up(b.completion, 3), _up(b.no_contention_rg, 2)
         lines.append(f"{seed:>6} {rg:>10.2f} {done:>17.3f} {nc:>17.2f}")
     if len(bounds) > 1:
-        rg = mean_interval(np.array([b.rg for b in bounds]))
-        done = mean_interval(np.array([b.completion for b in bounds]))
-        lines.append(f"{'mean':>6} rg {rg.format(2)}  completion {done.format(3)}  (95% intervals)")
+        mean_rg = mean_interval(np.array([b.rg for b in bounds])).format(2)
+        mean_done = mean_interval(np.array([b.completion for b in bounds])).format(3)
+        lines.append(f"{'mean':>6} rg {mean_rg}  completion {mean_done}  (95% intervals)")
     lines.append(
         "bound rg, bound completion (rounded up): no policy exceeds them in that episode (an LP "
-        "relaxation "
-        "of the realised episode, docs/bound.md); no-contention rg: every task at the best "
-        "guidance an idle server could give it"
+        "relaxation of the realised episode, docs/bound.md); no-contention rg: every task at the "
+        "best guidance an idle server could give it"
     )
     return "\n".join(lines)
 

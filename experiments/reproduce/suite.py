@@ -161,10 +161,17 @@ def _equal(
 SUITES: dict[str, Suite] = {
     "fair-quick": Suite(
         name="fair-quick",
-        worlds=(World("paper", "paper", tasks=20), World("contention", "contention", tasks=20)),
+        worlds=(World("paper", "paper", tasks=10), World("contention", "contention", tasks=10)),
         methods=("aif", "aif-generic", "ppo-informed"),
         seeds=(0, 1),
-        budgets=_equal(2, 2, **{"deep-rl": (("n_envs", 2), ("n_steps", 10))}),
+        budgets=_equal(
+            2,
+            2,
+            **{
+                "deep-rl": (("n_envs", 2), ("n_steps", 10)),
+                "active-inference": (("fit_steps", 40), ("futures", 2)),
+            },
+        ),
         references=("cloud", "greedy", "edge_first"),
         eval_episodes=1,
     ),

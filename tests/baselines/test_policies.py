@@ -163,6 +163,7 @@ def test_upper_bound_is_zero_when_nothing_can_complete() -> None:
     assert completion_upper_bound(env) == 0.0
 
 
+@pytest.mark.slow
 def test_lookahead_objectives_each_win_on_their_own_criterion() -> None:
     """Completion-first and guidance-first clairvoyant planners trade completion for guidance."""
     with pytest.raises(ValueError, match="objective"):

@@ -63,7 +63,7 @@ def test_only_cloud_placements_complete_from_three_to_nine_seconds(t_max: float)
     assert cloud_done > 0
 
 
-@pytest.mark.parametrize("t_max", [10.0, 15.0])
+@pytest.mark.parametrize("t_max", [pytest.param(10.0, marks=pytest.mark.slow), 15.0])
 def test_the_papers_operating_point_is_reached_and_placement_matters(t_max: float) -> None:
     lookahead = measure("lookahead", t_max, ORACLE_SEEDS)["completion"]
     assert lookahead >= 0.99
@@ -80,6 +80,7 @@ def test_the_papers_operating_point_is_reached_and_placement_matters(t_max: floa
         assert measure(policy, t_max, SEEDS)["completion"] <= lookahead - 0.05, policy
 
 
+@pytest.mark.slow
 def test_a_heavier_load_in_the_same_window_costs_completion() -> None:
     rules = [p for p in HEURISTIC_NAMES if p != "random"]
     best = [

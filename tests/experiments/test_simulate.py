@@ -24,6 +24,7 @@ def aif_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "experiments.cli"]
 
 
+@pytest.mark.slow
 def test_simulate_cli_prints_table_and_writes_netcdf(tmp_path: Path) -> None:
     out = tmp_path / "sim.nc"
     cmd = [

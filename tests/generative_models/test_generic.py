@@ -82,7 +82,7 @@ def test_svi_recovers_the_power_law_it_was_not_given() -> None:
 def test_censoring_corrects_the_survivors_optimism() -> None:
     # Server 1 at share 0.2 takes about 8 * 0.2**-0.3 = 12.3 s; a deadline of 12.5 s cuts off
     # about a third of those tasks. The censored likelihood keeps the slow server slow.
-    cfg = GenericConfig(terms="linear", fit_steps=1500)
+    cfg = GenericConfig(terms="linear", fit_steps=700, lr=0.08)
     full = GenericWorldModel(SPECS, 5, 2, cfg, seed=0)
     simulate(full, 400, t_max=12.5, seed=1)
     blind = GenericWorldModel(SPECS, 5, 2, cfg, seed=0)
