@@ -59,7 +59,13 @@ import xarray as xr
 from pyro.infer import Trace_ELBO
 from torch import Tensor, nn
 
-from generative_models.structured import OutcomeBeliefs, ServerSpec, TaskRecord
+from generative_models.structured import (
+    OutcomeBeliefs,
+    RecordedOutcomes,
+    ServerSpec,
+    TaskRecord,
+    outcome_beliefs_from,
+)
 
 __all__ = ["TERMS", "GenericConfig", "GenericWorldModel"]
 
@@ -172,7 +178,7 @@ def features(terms: str, compute_share: Any, memory_share: Any) -> Any:
     return np.stack(cols_np[: len(TERMS[terms])], axis=-1)
 
 
-class GenericWorldModel(nn.Module):
+class GenericWorldModel(RecordedOutcomes, nn.Module):
     """Per-server Bayesian log-log regression of compute time, links, problem eases and arrivals.
 
     Generative model (``s`` server, ``i`` problem, ``c``/``m`` compute/memory share, ``phi`` the
@@ -276,42 +282,6 @@ class GenericWorldModel(nn.Module):
         )
         self.coef_offdiag = nn.Parameter(torch.zeros(s, p, p, dtype=f64, device=self.device))
         self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr)
-
-    # ------------------------------------------------------------------ data
-    def observe(
-        self,
-        server: int,
-        compute_share: float,
-        memory_share: float,
-        problem: int,
-        started: bool,
-        completed: bool,
-        compute_s: float,
-        censor_s: float,
-        net_s: float,
-        pass_at_100: float,
-    ) -> None:
-        """Store one decided task's outcome as a scheduler saw it (NaN for what it did not see)."""
-        if not 0 <= int(server) < self.n_servers:
-            raise ValueError(f"server {server!r} out of range: the model has {self.n_servers}")
-        d = self.data
-        d.server.append(int(server))
-        d.compute_share.append(float(compute_share))
-        d.memory_share.append(float(memory_share))
-        d.problem.append(int(problem))
-        d.started.append(bool(started))
-        d.completed.append(bool(completed))
-        d.compute_s.append(float(compute_s))
-        d.censor_s.append(float(censor_s))
-        d.net_s.append(float(net_s))
-        d.pass_at_100.append(float(pass_at_100))
-
-    def observe_arrival(self, gap_s: float | None, kind: int, problem: int) -> None:
-        """Store an arrival: the time since the previous one (None for an episode's first)."""
-        if gap_s is not None and gap_s > 0:
-            self.data.gaps_s.append(float(gap_s))
-        self.data.kind.append(int(kind))
-        self.data.arrival_problem.append(int(problem))
 
     def _batch(self) -> dict[str, Tensor]:
         d, dev = self.data, str(self.device)
@@ -503,41 +473,7 @@ class GenericWorldModel(nn.Module):
         # Var(phi . beta) = |L' phi|^2 with Sigma = L L'.
         proj = np.einsum("...pq,...p->...q", coef_l[server_b], phi)
         param_var = np.einsum("...q,...q->...", proj, proj)
-        noise_m, noise_s = post["log_noise"][0][server_b], post["log_noise"][1][server_b]
-        noise_var = np.exp(2 * noise_m + 2 * noise_s**2)
-        net_m, net_s = post["log_net"][0][server_b], post["log_net"][1][server_b]
-        net = np.exp(net_m + 0.5 * (net_s**2 + 0.25))
-        skill_m, skill_s = post["skill"][0][server_b], post["skill"][1][server_b]
-        slope_m, slope_s = post["log_slope"][0][server_b], post["log_slope"][1][server_b]
-        ease_m, ease_s = post["ease"][0][problem], post["ease"][1][problem]
-        slope = np.exp(slope_m)
-        lin = skill_m + slope * ease_m
-        lin_var = (
-            skill_s**2 + slope**2 * ease_s**2 + (slope * slope_s) ** 2 * (ease_m**2 + ease_s**2)
-        )
-        # Probit approximation of E[sigmoid(x)], x ~ Normal(lin, lin_var).
-        pass_mean = 1.0 / (1.0 + np.exp(-lin / np.sqrt(1.0 + np.pi * lin_var / 8.0)))
-        dsig = pass_mean * (1 - pass_mean)
-        return OutcomeBeliefs(
-            log_compute_mean=mean,
-            log_compute_sd=np.sqrt(param_var + noise_var),
-            param_var=param_var,
-            noise_var=noise_var,
-            net_s=net,
-            pass_mean=pass_mean,
-            pass_param_var=dsig**2 * lin_var,
-        )
-
-    def arrival_rate(self, post: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
-        """Posterior mean of the arrival rate (tasks per second)."""
-        m, s = post["log_rate"]
-        return float(np.exp(m + 0.5 * s**2))
-
-    def task_frequencies(self) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean frequencies of problems and terminal kinds (Dirichlet(1) priors)."""
-        probs = np.bincount(self.data.arrival_problem, minlength=self.n_problems) + 1.0
-        kinds = np.bincount(self.data.kind, minlength=self.n_kinds) + 1.0
-        return probs / probs.sum(), kinds / kinds.sum()
+        return outcome_beliefs_from(post, server_b, problem, mean, param_var)
 
     # ------------------------------------------------------------------ diagnostics
     def posterior_datatree(

@@ -27,11 +27,13 @@ from torch import Tensor, nn
 
 __all__ = [
     "OutcomeBeliefs",
+    "RecordedOutcomes",
     "ServerSpec",
     "StructuredConfig",
     "StructuredWorldModel",
     "TaskRecord",
     "expected_guidance",
+    "outcome_beliefs_from",
 ]
 
 #: Quantiles of the midpoint rule for expectations over a truncated log-normal compute time.
@@ -161,7 +163,101 @@ def _share_term(logit_k: Tensor | np.ndarray, share: Tensor | np.ndarray) -> Any
     return np.log((1 - k) + k / share)
 
 
-class StructuredWorldModel(nn.Module):
+class RecordedOutcomes:
+    """The data record and the predictions both outcome models of the offloading world share.
+
+    What a scheduler saw (:meth:`observe`, :meth:`observe_arrival`), the posterior mean arrival
+    rate and task frequencies; the class using it holds ``data`` (a :class:`TaskRecord`),
+    ``n_servers``, ``n_problems`` and ``n_kinds``.
+    """
+
+    data: TaskRecord
+    n_servers: int
+    n_problems: int
+    n_kinds: int
+
+    def observe(
+        self,
+        server: int,
+        compute_share: float,
+        memory_share: float,
+        problem: int,
+        started: bool,
+        completed: bool,
+        compute_s: float,
+        censor_s: float,
+        net_s: float,
+        pass_at_100: float,
+    ) -> None:
+        """Store one decided task's outcome as a scheduler saw it (NaN for what it did not see)."""
+        if not 0 <= int(server) < self.n_servers:
+            raise ValueError(f"server {server!r} out of range: the model has {self.n_servers}")
+        d = self.data
+        d.server.append(int(server))
+        d.compute_share.append(float(compute_share))
+        d.memory_share.append(float(memory_share))
+        d.problem.append(int(problem))
+        d.started.append(bool(started))
+        d.completed.append(bool(completed))
+        d.compute_s.append(float(compute_s))
+        d.censor_s.append(float(censor_s))
+        d.net_s.append(float(net_s))
+        d.pass_at_100.append(float(pass_at_100))
+
+    def observe_arrival(self, gap_s: float | None, kind: int, problem: int) -> None:
+        """Store an arrival: the time since the previous one (None for an episode's first)."""
+        if gap_s is not None and gap_s > 0:
+            self.data.gaps_s.append(float(gap_s))
+        self.data.kind.append(int(kind))
+        self.data.arrival_problem.append(int(problem))
+
+    def arrival_rate(self, post: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
+        """Posterior mean of the arrival rate (tasks per second)."""
+        m, s = post["log_rate"]
+        return float(np.exp(m + 0.5 * s**2))
+
+    def task_frequencies(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean frequencies of problems and terminal kinds (Dirichlet(1) priors)."""
+        probs = np.bincount(self.data.arrival_problem, minlength=self.n_problems) + 1.0
+        kinds = np.bincount(self.data.kind, minlength=self.n_kinds) + 1.0
+        return probs / probs.sum(), kinds / kinds.sum()
+
+
+def outcome_beliefs_from(
+    post: dict[str, tuple[np.ndarray, np.ndarray]],
+    server: np.ndarray,
+    problem: np.ndarray,
+    log_compute_mean: np.ndarray,
+    param_var: np.ndarray,
+) -> OutcomeBeliefs:
+    """:class:`OutcomeBeliefs` from a compute model's mean and parameter variance of log compute
+    time, and the posterior's noise, network time and pass@100 (the same in both outcome models).
+    """
+    noise_m, noise_s = post["log_noise"][0][server], post["log_noise"][1][server]
+    noise_var = np.exp(2 * noise_m + 2 * noise_s**2)
+    net_m, net_s = post["log_net"][0][server], post["log_net"][1][server]
+    net = np.exp(net_m + 0.5 * (net_s**2 + 0.25))
+    skill_m, skill_s = post["skill"][0][server], post["skill"][1][server]
+    slope_m, slope_s = post["log_slope"][0][server], post["log_slope"][1][server]
+    ease_m, ease_s = post["ease"][0][problem], post["ease"][1][problem]
+    slope = np.exp(slope_m)
+    lin = skill_m + slope * ease_m
+    lin_var = skill_s**2 + slope**2 * ease_s**2 + (slope * slope_s) ** 2 * (ease_m**2 + ease_s**2)
+    # Probit approximation of E[sigmoid(x)], x ~ Normal(lin, lin_var).
+    pass_mean = 1.0 / (1.0 + np.exp(-lin / np.sqrt(1.0 + np.pi * lin_var / 8.0)))
+    dsig = pass_mean * (1 - pass_mean)
+    return OutcomeBeliefs(
+        log_compute_mean=log_compute_mean,
+        log_compute_sd=np.sqrt(param_var + noise_var),
+        param_var=param_var,
+        noise_var=noise_var,
+        net_s=net,
+        pass_mean=pass_mean,
+        pass_param_var=dsig**2 * lin_var,
+    )
+
+
+class StructuredWorldModel(RecordedOutcomes, nn.Module):
     """Latent server speeds, share scalings, link qualities, problem eases and arrival rate.
 
     Generative model (``s`` server, ``i`` problem, ``c``/``m`` compute/memory share)::
@@ -252,39 +348,6 @@ class StructuredWorldModel(nn.Module):
         self._waves_ratio_cache: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ data
-    def observe(
-        self,
-        server: int,
-        compute_share: float,
-        memory_share: float,
-        problem: int,
-        started: bool,
-        completed: bool,
-        compute_s: float,
-        censor_s: float,
-        net_s: float,
-        pass_at_100: float,
-    ) -> None:
-        """Store one decided task's outcome as a scheduler saw it (NaN for what it did not see)."""
-        d = self.data
-        d.server.append(int(server))
-        d.compute_share.append(float(compute_share))
-        d.memory_share.append(float(memory_share))
-        d.problem.append(int(problem))
-        d.started.append(bool(started))
-        d.completed.append(bool(completed))
-        d.compute_s.append(float(compute_s))
-        d.censor_s.append(float(censor_s))
-        d.net_s.append(float(net_s))
-        d.pass_at_100.append(float(pass_at_100))
-
-    def observe_arrival(self, gap_s: float | None, kind: int, problem: int) -> None:
-        """Store an arrival: the time since the previous one (None for an episode's first)."""
-        if gap_s is not None and gap_s > 0:
-            self.data.gaps_s.append(float(gap_s))
-        self.data.kind.append(int(kind))
-        self.data.arrival_problem.append(int(problem))
-
     def _batch(self) -> dict[str, Tensor]:
         d, dev = self.data, self.device
 
@@ -477,41 +540,7 @@ class StructuredWorldModel(nn.Module):
             log_waves = np.log(self.waves_ratio(server, memory_share))
         mean = tau_m + log_waves + term
         param_var = tau_s**2 + (grad * kl_s) ** 2
-        noise_m, noise_s = post["log_noise"][0][server], post["log_noise"][1][server]
-        noise_var = np.exp(2 * noise_m + 2 * noise_s**2)
-        net_m, net_s = post["log_net"][0][server], post["log_net"][1][server]
-        net = np.exp(net_m + 0.5 * (net_s**2 + 0.25))
-        skill_m, skill_s = post["skill"][0][server], post["skill"][1][server]
-        slope_m, slope_s = post["log_slope"][0][server], post["log_slope"][1][server]
-        ease_m, ease_s = post["ease"][0][problem], post["ease"][1][problem]
-        slope = np.exp(slope_m)
-        lin = skill_m + slope * ease_m
-        lin_var = (
-            skill_s**2 + slope**2 * ease_s**2 + (slope * slope_s) ** 2 * (ease_m**2 + ease_s**2)
-        )
-        # Probit approximation of E[sigmoid(x)], x ~ Normal(lin, lin_var).
-        pass_mean = 1.0 / (1.0 + np.exp(-lin / np.sqrt(1.0 + np.pi * lin_var / 8.0)))
-        dsig = pass_mean * (1 - pass_mean)
-        return OutcomeBeliefs(
-            log_compute_mean=mean,
-            log_compute_sd=np.sqrt(param_var + noise_var),
-            param_var=param_var,
-            noise_var=noise_var,
-            net_s=net,
-            pass_mean=pass_mean,
-            pass_param_var=dsig**2 * lin_var,
-        )
-
-    def arrival_rate(self, post: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
-        """Posterior mean of the arrival rate (tasks per second)."""
-        m, s = post["log_rate"]
-        return float(np.exp(m + 0.5 * s**2))
-
-    def task_frequencies(self) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean frequencies of problems and terminal kinds (Dirichlet(1) priors)."""
-        probs = np.bincount(self.data.arrival_problem, minlength=self.n_problems) + 1.0
-        kinds = np.bincount(self.data.kind, minlength=self.n_kinds) + 1.0
-        return probs / probs.sum(), kinds / kinds.sum()
+        return outcome_beliefs_from(post, server, problem, mean, param_var)
 
     # ------------------------------------------------------------------ diagnostics
     def posterior_datatree(
