@@ -185,9 +185,13 @@ def test_lookahead_objectives_each_win_on_their_own_criterion() -> None:
     assert totals["lookahead_guidance"][1] >= totals["lookahead"][1]
 
 
-def test_a_policy_of_ones_own_registers_and_is_evaluated() -> None:
+def test_a_policy_of_ones_own_registers_and_is_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import baselines
     from baselines import policy_names, register_policy
     from experiments.simulate import evaluate_policy
+
+    # the registry is process-wide: restore it so later tests on this worker see the built-ins only
+    monkeypatch.setattr(baselines, "_FACTORIES", dict(baselines._FACTORIES))
 
     class EdgeZero:
         name = "edge_zero"
@@ -199,8 +203,9 @@ def test_a_policy_of_ones_own_registers_and_is_evaluated() -> None:
             self.seen += 1
             return {"server": 1, "shares": np.ones(3, np.float32)}
 
-    if "edge_zero" not in policy_names():
-        register_policy("edge_zero", EdgeZero)
+    assert "edge_zero" not in policy_names()
+    register_policy("edge_zero", EdgeZero)
+    assert "edge_zero" in policy_names()
     with pytest.raises(ValueError, match="already"):
         register_policy("edge_zero", EdgeZero)
     by_name = evaluate_policy("edge_zero", ScenarioConfig.preset("paper", tasks_per_episode=20))
