@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -304,7 +305,9 @@ def main(
             if len(slow) > 1
             else "a look-ahead with full knowledge, not a bound) takes"
         )
-        print(f"note: {' and '.join(slow)} ({what} most of the time", file=sys.stderr, flush=True)
+        # wrapped to the same width as the table
+        note = f"note: {' and '.join(slow)} ({what} most of the time"
+        print(textwrap.fill(note, WIDTH, subsequent_indent="  "), file=sys.stderr, flush=True)
     results = []
     seconds: dict[str, float] = {}
     with ProgressReporter(len(names) * episodes, "episodes", enabled=show_progress) as progress:

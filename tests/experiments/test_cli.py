@@ -441,6 +441,10 @@ def test_simulate_fits_100_columns_with_a_legend_of_policies_and_columns(tmp_pat
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    # the note on the look-aheads, printed before the run, fits the same width
+    start = proc.stderr.index("note:")
+    note = proc.stderr[start : proc.stderr.index("time", start) + 4].splitlines()
+    assert max(len(line) for line in note) <= 100, note
     legend = lines[lines.index("policies:") + 1 :]
     for name in policy_names():
         assert any(line.split()[:1] == [name] and len(line.split()) > 3 for line in legend), name
