@@ -185,13 +185,9 @@ def test_lookahead_objectives_each_win_on_their_own_criterion() -> None:
     assert totals["lookahead_guidance"][1] >= totals["lookahead"][1]
 
 
-def test_a_policy_of_ones_own_registers_and_is_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
-    import baselines
+def test_a_policy_of_ones_own_registers_and_is_evaluated() -> None:
     from baselines import policy_names, register_policy
     from experiments.simulate import evaluate_policy
-
-    # the registry is process-wide: restore it so later tests on this worker see the built-ins only
-    monkeypatch.setattr(baselines, "_FACTORIES", dict(baselines._FACTORIES))
 
     class EdgeZero:
         name = "edge_zero"
